@@ -1,0 +1,91 @@
+"""The one place errors become HTTP: OpenAI's error envelope with a typed status.
+
+``install(app)`` registers the handlers on a Powertools resolver; ``proxy_error`` builds the same answer
+for errors raised before the resolver runs (body too large, broken base64).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from ..errors import FinOpsError, InvalidRequest, NotFound, PayloadTooLarge
+from . import headers as h
+
+logger = Logger(child=True)
+JSON = "application/json"
+
+
+def request_id_of(event: Mapping[str, Any]) -> str:
+    context = event.get("requestContext") or {}
+    return str(context.get("requestId") or "")
+
+
+def _describe(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str | None]:
+    """A readable message from pydantic errors, never echoing the offending input."""
+    parts, params = [], []
+    for err in errors[:10]:
+        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+        if err.get("type") == "json_invalid":
+            return "The request body is not valid JSON.", None
+        where = ".".join(loc) or "body"
+        params.append(where)
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "Invalid request: " + "; ".join(parts) + ".", (params[0] if params else None)
+
+
+def error_response(exc: FinOpsError, request_id: str) -> Response:
+    headers = {h.REQUEST_ID: request_id, **exc.headers}
+    return Response(status_code=exc.status, content_type=JSON, body=json.dumps(exc.envelope()), headers=headers)
+
+
+def install(app: APIGatewayRestResolver) -> None:
+    def rid() -> str:
+        return request_id_of(app.current_event.raw_event)
+
+    @app.exception_handler(FinOpsError)
+    def _finops(exc: FinOpsError) -> Response:
+        if exc.status >= 500:
+            logger.warning("request failed", extra={"code": exc.code, "status": exc.status})
+        return error_response(exc, rid())
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(exc: RequestValidationError) -> Response:
+        message, param = _describe(exc.errors())
+        return error_response(InvalidRequest(message, param=param), rid())
+
+    @app.not_found
+    def _not_found(_: Exception) -> Response:
+        return error_response(NotFound("Unknown route. This gateway serves POST /v1/chat/completions and "
+                                       "GET /v1/models."), rid())
+
+
+def proxy_error(exc: FinOpsError, request_id: str) -> dict[str, Any]:
+    """An API Gateway proxy result for an error raised outside the resolver."""
+    headers = {"Content-Type": JSON, h.REQUEST_ID: request_id, **exc.headers}
+    return {"statusCode": exc.status, "headers": headers, "body": json.dumps(exc.envelope()),
+            "isBase64Encoded": False}
+
+
+def check_body(event: Mapping[str, Any], max_bytes: int) -> None:
+    """Refuse an oversized or undecodable body before anything parses it."""
+    body = event.get("body")
+    if body is None:
+        return
+    raw = body.encode() if isinstance(body, str) else body
+    if event.get("isBase64Encoded"):
+        if len(raw) > (max_bytes * 4) // 3 + 4:
+            raise PayloadTooLarge(f"Request body exceeds the gateway limit of {max_bytes} bytes.")
+        try:
+            raw = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidRequest("The request body is not valid base64.") from exc
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"Request body exceeds the gateway limit of {max_bytes} bytes.")

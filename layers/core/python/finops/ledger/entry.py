@@ -1,0 +1,56 @@
+"""A ledger entry as the domain sees it (pydantic); ``repository`` turns it into a DynamoDB item."""
+
+from __future__ import annotations
+
+import zlib
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, Field, NonNegativeInt, field_validator
+
+
+def utc_iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def shard_of(request_id: str, shards: int) -> int:
+    return zlib.crc32(request_id.encode()) % shards
+
+
+class LedgerEntry(BaseModel, frozen=True):
+    request_id: str = Field(min_length=1, max_length=128)
+    ts: datetime
+    kind: str = "chat"
+    project_id: str
+    user_id: str
+    environment: str
+    department_id: str
+    unallocated_tags: tuple[str, ...] = ()
+    requested_model: str
+    model: str
+    provider: str
+    input_tokens: NonNegativeInt = 0
+    cached_input_tokens: NonNegativeInt = 0
+    output_tokens: NonNegativeInt = 0
+    usage_source: str = "provider"
+    cost_usd: Decimal = Decimal(0)
+    price_version: str
+    status: str
+    http_status: int
+    error_code: str | None = None
+    latency_ms: NonNegativeInt = 0
+    stream: bool = False
+
+    @field_validator("ts")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware (UTC)")
+        return value.astimezone(UTC)
+
+    @property
+    def day(self) -> str:
+        return self.ts.strftime("%Y-%m-%d")
+
+    def day_shard(self, shards: int) -> str:
+        return f"{self.day}#{shard_of(self.request_id, shards):02d}"

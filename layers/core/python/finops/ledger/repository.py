@@ -1,0 +1,75 @@
+"""Writes and reads the ledger through PynamoDB. Writes are idempotent on ``request_id``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+
+from aws_lambda_powertools import Logger
+from pynamodb.exceptions import PutError, PynamoDBException
+
+from .entry import LedgerEntry, utc_iso
+from .model import LedgerRow, bind
+
+logger = Logger(child=True)
+
+
+class LedgerRepository:
+    def __init__(self, table_name: str, shards: int) -> None:
+        self.model = bind(table_name)
+        self.shards = shards
+
+    def _row(self, entry: LedgerEntry) -> LedgerRow:
+        data = entry.model_dump()
+        data["ts"] = utc_iso(entry.ts)
+        data["unallocated_tags"] = list(entry.unallocated_tags)
+        return self.model(day=entry.day, day_shard=entry.day_shard(self.shards), **data)
+
+    def append(self, entry: LedgerEntry) -> bool:
+        """Write ``entry`` once. Returns False if a row with this request id already exists.
+
+        If DynamoDB cannot take the row after botocore's retries, the complete row is logged as a
+        ``ledger_spill`` record (CloudWatch Logs) so it can be replayed with ``finops ledger replay``;
+        the error is re-raised for the caller to decide.
+        """
+        row = self._row(entry)
+        try:
+            row.save(condition=self.model.request_id.does_not_exist())
+            return True
+        except PutError as exc:
+            if exc.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            self._spill(entry, exc)
+            raise
+        except PynamoDBException as exc:
+            self._spill(entry, exc)
+            raise
+
+    def _spill(self, entry: LedgerEntry, exc: Exception) -> None:
+        logger.error("ledger_spill", extra={"ledger_spill": json.loads(entry.model_dump_json()),
+                                             "error": str(exc)})
+
+    def get(self, request_id: str) -> LedgerEntry | None:
+        try:
+            row = self.model.get(request_id)
+        except self.model.DoesNotExist:
+            return None
+        return to_entry(row)
+
+    def day(self, day: str) -> Iterator[LedgerEntry]:
+        """Every row of one UTC day, shard by shard, through the ``by_day`` index (no scan)."""
+        for shard in range(self.shards):
+            for row in self.model.by_day.query(f"{day}#{shard:02d}"):
+                yield to_entry(row)
+
+
+def to_entry(row: LedgerRow) -> LedgerEntry:
+    data = row.attribute_values.copy()
+    data.pop("day", None)
+    data.pop("day_shard", None)
+    data["ts"] = datetime.fromisoformat(data["ts"].replace("Z", "+00:00"))
+    for key in ("input_tokens", "cached_input_tokens", "output_tokens", "http_status", "latency_ms"):
+        if key in data:
+            data[key] = int(data[key])
+    return LedgerEntry.model_validate(data)

@@ -1,0 +1,54 @@
+"""Load a function's handler the way Lambda does, and the context object it is called with."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[5]
+FUNCTIONS = REPO_ROOT / "functions"
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass
+class LocalContext:
+    """The attributes of Lambda's context object that Powertools and our handlers read."""
+
+    function_name: str
+    memory_limit_in_mb: int = 1024
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+@cache
+def load_handler(function: str, attribute: str = "lambda_handler") -> Handler:
+    """``functions/<function>/handler.py`` imported under a unique module name."""
+    path = FUNCTIONS / function / "handler.py"
+    name = f"functions_{function}_handler"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return getattr(module, attribute)
+
+
+def invoke(function: str, event: dict[str, Any]) -> Any:
+    return load_handler(function)(event, LocalContext(function_name=f"finops-{function}"))
