@@ -105,6 +105,18 @@ class RateLimited(FinOpsError):
     code = "rate_limited"
 
 
+class BudgetExceeded(RateLimited):
+    code = "budget_exceeded"
+
+
+class RequestCapExceeded(RateLimited):
+    code = "request_cap_exceeded"
+
+
+class CircuitOpen(RateLimited):
+    code = "circuit_open"
+
+
 # --- 5xx: ours or upstream's ------------------------------------------------------------------------
 
 

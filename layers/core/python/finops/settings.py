@@ -38,7 +38,18 @@ class Settings(BaseSettings):
     unallocated: str = "unallocated"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
 
+    # "keys": every call needs Authorization: Bearer <virtual key>. "none": calls are booked to an
+    # anonymous key on ``anonymous_tier`` (still metered, still behind the breaker).
+    auth_mode: Literal["keys", "none"] = "keys"
+    anonymous_tier: str = "enterprise"
+    key_cache_seconds: float = Field(default=30.0, ge=0)
+
     ledger_table: str = "finops-ledger"
+    keys_table: str = "finops-keys"
+    budgets_table: str = "finops-budgets"
+    budget_policy_path: str | None = None
+    alerts_topic_arn: str | None = None
+    alerts_event_bus: str | None = None
     ledger_shards: int = Field(default=8, ge=1, le=256)
 
     # A price catalog file to use instead of the one shipped in finops/data/prices.json.

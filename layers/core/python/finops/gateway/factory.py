@@ -4,10 +4,32 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from .. import aws
+from ..budgets.alerts import AlertPublisher
+from ..budgets.governor import BudgetGovernor
+from ..budgets.policy import load_policy
+from ..budgets.store import BucketStore
+from ..keys.service import KeyService
 from ..ledger.repository import LedgerRepository
 from ..pricing import load_catalog
-from ..settings import get_settings
+from ..settings import Settings, get_settings
 from .service import ChatGateway, ProviderSet
+
+
+def governor(settings: Settings) -> BudgetGovernor:
+    policy = load_policy(settings.budget_policy_path)
+    dynamodb = aws.client("dynamodb")
+    alerts = AlertPublisher(
+        dynamodb, settings.budgets_table, policy.alert_thresholds,
+        sns=aws.client("sns") if settings.alerts_topic_arn else None, topic_arn=settings.alerts_topic_arn,
+        events=aws.client("events") if settings.alerts_event_bus else None, event_bus=settings.alerts_event_bus)
+    return BudgetGovernor(policy, BucketStore(dynamodb, settings.budgets_table, ledger_table=settings.ledger_table),
+                          alerts)
+
+
+def keys(settings: Settings) -> KeyService:
+    policy = load_policy(settings.budget_policy_path)
+    return KeyService(settings.keys_table, set(policy.tiers), cache_ttl_seconds=settings.key_cache_seconds)
 
 
 @lru_cache(maxsize=1)
@@ -18,6 +40,8 @@ def gateway() -> ChatGateway:
         catalog=load_catalog(settings.price_catalog_path),
         providers=ProviderSet(settings),
         ledger=LedgerRepository(settings.ledger_table, settings.ledger_shards),
+        governor=governor(settings),
+        keys=keys(settings) if settings.auth_mode == "keys" else None,
     )
 
 
@@ -25,3 +49,4 @@ def reset() -> None:
     """Forget cached settings and clients (tests and the local stack change the environment)."""
     gateway.cache_clear()
     get_settings.cache_clear()
+    aws.client.cache_clear()

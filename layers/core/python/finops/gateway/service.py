@@ -1,4 +1,4 @@
-"""The request path of one chat completion: tags -> price -> call -> settle -> ledger -> respond.
+"""The request path of one chat completion: key -> tags -> price -> admit -> call -> settle -> respond.
 
 Pure orchestration over injected parts (settings, catalog, providers, ledger, clock); no AWS or HTTP
 framework here, so it is tested without either.
@@ -16,7 +16,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from .. import tokens
+from ..budgets.governor import BudgetGovernor, Ticket, prompt_hash
+from ..budgets.store import StoreUnavailable
 from ..errors import ModelNotFound, ProviderError
+from ..keys.service import KeyRecord, KeyService
 from ..ledger.entry import LedgerEntry
 from ..ledger.repository import LedgerRepository
 from ..openai_schema import ChatCompletionRequest
@@ -72,13 +75,19 @@ class ChatGateway:
         catalog: PriceCatalog,
         providers: ProviderSet,
         ledger: LedgerRepository,
+        governor: BudgetGovernor,
+        keys: KeyService | None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.providers = providers
         self.ledger = ledger
+        self.governor = governor
+        self.keys = keys
         self.now = now
+        self.anonymous = KeyRecord(key_id="anonymous", name="anonymous", tier=settings.anonymous_tier,
+                                   projects=("*",), environments=("*",), created_at="1970-01-01T00:00:00Z")
 
     # --- GET /v1/models ------------------------------------------------------------------------------
 
@@ -110,6 +119,12 @@ class ChatGateway:
 
     # --- POST /v1/chat/completions ----------------------------------------------------------------------
 
+    def authenticate(self, request_headers: Mapping[str, str]) -> KeyRecord:
+        if self.keys is None:
+            return self.anonymous
+        authorization = next((v for k, v in request_headers.items() if k.lower() == "authorization"), None)
+        return self.keys.authenticate(authorization)
+
     def resolve(self, request: ChatCompletionRequest) -> ModelPrice:
         price = self.catalog.get(request.model)
         if not self.providers.serves(price.provider):
@@ -118,32 +133,46 @@ class ChatGateway:
 
     def chat(self, request: ChatCompletionRequest, request_headers: Mapping[str, str],
              request_id: str) -> GatewayResponse:
+        key = self.authenticate(request_headers)
         tags = resolve_tags(request_headers, self.settings)
+        key.check_bindings(tags, self.settings.unallocated)
         price = self.resolve(request)
+        self.governor.check_model(key, price.model)
         out_headers = {h.REQUEST_ID: request_id, h.MODEL: price.model}
         if tags.unallocated:
             out_headers[h.WARNING] = (
                 f"untagged request booked to '{self.settings.unallocated}' "
                 f"(missing or invalid: {', '.join(tags.unallocated)})"
             )
+
+        messages = [m.model_dump(exclude_none=True) for m in request.messages]
+        prompt_tokens = tokens.count_chat_tokens(messages, price.encoding)
+        worst = price.worst_case_cost(prompt_tokens, request.output_limit) * request.n
         started = self.now()
+        ticket = self.governor.admit(
+            request_id, key, tags, price.model, worst, prompt_hash(price.model, messages),
+            reservation={"project_id": tags.project_id, "user_id": tags.user_id, "environment": tags.environment,
+                         "department_id": tags.department_id, "model": price.model, "provider": price.provider,
+                         "key_id": key.key_id, "tier": key.tier, "ts": started.isoformat()})
         clock = time.perf_counter()
         provider = self.providers.get(price.provider)
         try:
             completion = provider.complete(request.provider_payload(price.model))
         except ProviderError as exc:
-            self._record(request, tags, price, request_id, started, clock, usage=Usage(),
-                         cost=Decimal(0), status=exc.code, http_status=exc.status, error_code=exc.code)
+            entry = self._entry(request, key, tags, price, ticket, request_id, started, clock, usage=Usage(),
+                                cost=Decimal(0), status=exc.code, http_status=exc.status, error_code=exc.code)
             exc.headers.update(out_headers)
             exc.headers[h.COST] = "0"
+            exc.headers.update(self._settle(ticket, entry, succeeded=False))
             raise
 
         usage, source = completion.usage, "provider"
         if usage is None:
-            usage, source = self._count_usage(request, price, completion.body), "estimated"
+            usage, source = self._count_usage(messages, price, completion.body), "estimated"
         cost = price.cost(usage)
-        self._record(request, tags, price, request_id, started, clock, usage=usage, cost=cost,
-                     status="ok", http_status=200, usage_source=source)
+        entry = self._entry(request, key, tags, price, ticket, request_id, started, clock, usage=usage,
+                            cost=cost, status="ok", http_status=200, usage_source=source)
+        out_headers.update(self._settle(ticket, entry, succeeded=True))
         out_headers[h.COST] = format_cost(cost)
         body = completion.body
         if request.stream:
@@ -154,17 +183,26 @@ class ChatGateway:
 
     # --- helpers --------------------------------------------------------------------------------------
 
+    def _settle(self, ticket: Ticket, entry: LedgerEntry, succeeded: bool) -> dict[str, str]:
+        """Refund the reservation and write the ledger row in one write; never loses the row."""
+        try:
+            return self.governor.settle(ticket, entry.cost_usd, succeeded, self.ledger.item(entry))
+        except StoreUnavailable as exc:
+            # The reservation stays until the reconciler books or releases it; the row goes to the log.
+            self.ledger.spill(entry, exc)
+            return {}
+
     @staticmethod
-    def _count_usage(request: ChatCompletionRequest, price: ModelPrice, body: dict[str, Any]) -> Usage:
-        prompt = tokens.count_chat_tokens([m.model_dump(exclude_none=True) for m in request.messages],
-                                          price.encoding)
+    def _count_usage(messages: list[dict[str, Any]], price: ModelPrice, body: dict[str, Any]) -> Usage:
+        prompt = tokens.count_chat_tokens(messages, price.encoding)
         text = "".join(str((c.get("message") or {}).get("content") or "") for c in body.get("choices", []))
         return Usage(prompt_tokens=prompt, completion_tokens=tokens.count_text(text, price.encoding))
 
-    def _record(self, request: ChatCompletionRequest, tags: CostTags, price: ModelPrice, request_id: str,
-                started: datetime, clock: float, *, usage: Usage, cost: Decimal, status: str,
-                http_status: int, error_code: str | None = None, usage_source: str = "provider") -> None:
-        entry = LedgerEntry(
+    def _entry(self, request: ChatCompletionRequest, key: KeyRecord, tags: CostTags, price: ModelPrice,
+               ticket: Ticket, request_id: str, started: datetime, clock: float, *, usage: Usage, cost: Decimal,
+               status: str, http_status: int, error_code: str | None = None,
+               usage_source: str = "provider") -> LedgerEntry:
+        return LedgerEntry(
             request_id=request_id,
             ts=started,
             project_id=tags.project_id,
@@ -186,9 +224,9 @@ class ChatGateway:
             error_code=error_code,
             latency_ms=max(0, round((time.perf_counter() - clock) * 1000)),
             stream=request.stream,
+            key_id=key.key_id,
+            tier=key.tier,
+            reserved_usd=ticket.worst_usd,
+            tax_usd=ticket.tax_on(cost),
+            budget_bypassed=ticket.bypassed,
         )
-        try:
-            self.ledger.append(entry)
-        except Exception:
-            # The repository spilled the whole row to the log before raising; the caller keeps its answer.
-            logger.exception("ledger write failed", extra={"request_id": request_id})

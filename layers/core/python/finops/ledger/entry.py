@@ -40,6 +40,11 @@ class LedgerEntry(BaseModel, frozen=True):
     error_code: str | None = None
     latency_ms: NonNegativeInt = 0
     stream: bool = False
+    key_id: str | None = None
+    tier: str | None = None
+    reserved_usd: Decimal = Decimal(0)  # worst case reserved at admission
+    tax_usd: Decimal = Decimal(0)  # tax-mode surcharge on top of cost_usd
+    budget_bypassed: bool = False  # admitted without a reservation (budget store down, fail-open)
 
     @field_validator("ts")
     @classmethod

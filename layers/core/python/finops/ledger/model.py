@@ -81,6 +81,11 @@ class LedgerRow(Model):
     error_code = UnicodeAttribute(null=True)
     latency_ms = NumberAttribute()
     stream = BooleanAttribute(default=False)
+    key_id = UnicodeAttribute(null=True)
+    tier = UnicodeAttribute(null=True)
+    reserved_usd = DecimalAttribute(default=Decimal)
+    tax_usd = DecimalAttribute(default=Decimal)
+    budget_bypassed = BooleanAttribute(default=False)
 
     by_day = ByDayIndex()
 

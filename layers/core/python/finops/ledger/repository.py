@@ -26,12 +26,15 @@ class LedgerRepository:
         data["unallocated_tags"] = list(entry.unallocated_tags)
         return self.model(day=entry.day, day_shard=entry.day_shard(self.shards), **data)
 
+    def item(self, entry: LedgerEntry) -> dict:
+        """The row as a DynamoDB item (for a transaction that writes it with other items)."""
+        return self._row(entry).serialize()
+
     def append(self, entry: LedgerEntry) -> bool:
         """Write ``entry`` once. Returns False if a row with this request id already exists.
 
         If DynamoDB cannot take the row after botocore's retries, the complete row is logged as a
-        ``ledger_spill`` record (CloudWatch Logs) so it can be replayed with ``finops ledger replay``;
-        the error is re-raised for the caller to decide.
+        ``ledger_spill`` record (CloudWatch Logs, so it is not lost); the error is re-raised.
         """
         row = self._row(entry)
         try:
@@ -40,13 +43,13 @@ class LedgerRepository:
         except PutError as exc:
             if exc.cause_response_code == "ConditionalCheckFailedException":
                 return False
-            self._spill(entry, exc)
+            self.spill(entry, exc)
             raise
         except PynamoDBException as exc:
-            self._spill(entry, exc)
+            self.spill(entry, exc)
             raise
 
-    def _spill(self, entry: LedgerEntry, exc: Exception) -> None:
+    def spill(self, entry: LedgerEntry, exc: Exception) -> None:
         logger.error("ledger_spill", extra={"ledger_spill": json.loads(entry.model_dump_json()),
                                              "error": str(exc)})
 
@@ -66,6 +69,7 @@ class LedgerRepository:
 
 def to_entry(row: LedgerRow) -> LedgerEntry:
     data = row.attribute_values.copy()
+    data["unallocated_tags"] = tuple(data.get("unallocated_tags") or ())
     data.pop("day", None)
     data.pop("day_shard", None)
     data["ts"] = datetime.fromisoformat(data["ts"].replace("Z", "+00:00"))

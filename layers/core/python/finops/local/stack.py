@@ -14,15 +14,20 @@ import logging
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
 
 from werkzeug.serving import BaseWSGIServer
 
 from .. import aws
+from ..budgets import table as budget_table
+from ..budgets.policy import load_policy
+from ..errors import FinOpsError
 from ..gateway import factory
-from ..ledger.model import bind
-from ..settings import _default_providers
-from . import apigw_bridge, simulated_provider
+from ..keys import model as keys_model
+from ..keys.service import KeySpec
+from ..ledger import model as ledger_model
+from ..settings import _default_providers, get_settings
+from . import apigw_bridge, aws_emulator, simulated_provider
 from .lambda_runtime import invoke
 
 LOCAL_ENV = {
@@ -49,20 +54,45 @@ class LocalStack:
     aws_endpoint: str
     gateway_url: str
     provider_url: str
-    servers: list[Any] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)
+    servers: list[BaseWSGIServer] = field(default_factory=list)
 
     def stop(self) -> None:
         for server in reversed(self.servers):
-            server.shutdown() if isinstance(server, BaseWSGIServer) else server.stop()
+            server.shutdown()
 
 
 def create_tables() -> None:
-    from ..settings import get_settings
-
+    """The tables the CDK app defines, created from the same PynamoDB models."""
     settings = get_settings()
-    ledger = bind(settings.ledger_table)
-    if not ledger.exists():
-        ledger.create_table(wait=True)
+    for model in (ledger_model.bind(settings.ledger_table), keys_model.bind(settings.keys_table),
+                  budget_table.bind(settings.budgets_table)):
+        if not model.exists():
+            model.create_table(wait=True)
+    aws.client("dynamodb").update_time_to_live(
+        TableName=settings.budgets_table,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": budget_table.TTL_ATTRIBUTE})
+
+
+def seed_keys(path: Path) -> dict[str, str]:
+    """One key per tier, written to ``path`` (reused if the file's keys still exist)."""
+    settings = get_settings()
+    service = factory.keys(settings)
+    if path.exists():
+        known = json.loads(path.read_text())
+        try:
+            if all(service.authenticate(f"Bearer {k}") for k in known.values()):
+                return known
+        except FinOpsError:
+            pass
+    keys = {}
+    for tier in load_policy(settings.budget_policy_path).tiers:
+        key, _ = service.create(KeySpec(name=f"local-{tier}", tier=tier))
+        keys[tier] = key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(keys, indent=2) + "\n")
+    path.chmod(0o600)
+    return keys
 
 
 def seed_secrets() -> None:
@@ -79,13 +109,11 @@ def quiet_servers() -> None:
 
 
 def start(*, port: int = 8080, aws_port: int = 4566, provider_port: int = 0, latency_ms: int = 0,
-          error_rate: float = 0.0, extra_env: dict[str, str] | None = None) -> LocalStack:
-    from moto.server import ThreadedMotoServer
-
+          error_rate: float = 0.0, extra_env: dict[str, str] | None = None,
+          keys_file: Path = Path(".local/keys.json")) -> LocalStack:
     quiet_servers()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=aws_port or free_port(), verbose=False)
-    moto.start()
-    aws_endpoint = f"http://127.0.0.1:{moto._port}"
+    moto = aws_emulator.serve(port=aws_port)
+    aws_endpoint = f"http://127.0.0.1:{moto.port}"
     provider = simulated_provider.serve(port=provider_port, config=simulated_provider.SimulatorConfig(
         latency_ms=latency_ms, error_rate=error_rate))
     provider_url = f"http://127.0.0.1:{provider.port}"
@@ -96,10 +124,10 @@ def start(*, port: int = 8080, aws_port: int = 4566, provider_port: int = 0, lat
     os.environ.update(LOCAL_ENV)
     os.environ.update({"AWS_ENDPOINT_URL": aws_endpoint, "FINOPS_PROVIDERS": json.dumps(providers)})
     os.environ.update(extra_env or {})
-    aws.client.cache_clear()
     factory.reset()
     create_tables()
     seed_secrets()
+    keys = seed_keys(keys_file)
     bridge = apigw_bridge.serve(lambda event: invoke("gateway", event), port=port)
     return LocalStack(aws_endpoint=aws_endpoint, gateway_url=f"http://127.0.0.1:{bridge.port}",
-                      provider_url=provider_url, servers=[moto, provider, bridge])
+                      provider_url=provider_url, keys=keys, servers=[moto, provider, bridge])

@@ -1,0 +1,224 @@
+"""The gateway itself: the Lambda function and the REST API (API Gateway) in front of it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.constructs.layers import lambda_architecture, lambda_runtime
+from infra.constructs.ledger_table import LedgerTable
+from infra.constructs.provider_secrets import ProviderSecrets
+from infra.runtime import GATEWAY_FUNCTION_DIR
+
+STAGE_NAME = "prod"
+HANDLER = "handler.lambda_handler"
+LOG_RETENTION = logs.RetentionDays.ONE_YEAR
+
+VIRTUAL_KEY_AUTH_REASON = (
+    "Clients authenticate with gateway virtual keys (Authorization: Bearer) verified inside the Lambda "
+    "against hashed keys in DynamoDB; an OpenAI-compatible API cannot use IAM/Cognito auth without "
+    "breaking existing SDKs."
+)
+
+# One JSON object per request. Never the Authorization header or bodies (virtual keys, prompts).
+ACCESS_LOG_FORMAT = json.dumps({
+    "requestId": apigw.AccessLogField.context_request_id(),
+    "extendedRequestId": apigw.AccessLogField.context_extended_request_id(),
+    "requestTime": apigw.AccessLogField.context_request_time(),
+    "ip": apigw.AccessLogField.context_identity_source_ip(),
+    "userAgent": apigw.AccessLogField.context_identity_user_agent(),
+    "httpMethod": apigw.AccessLogField.context_http_method(),
+    "path": apigw.AccessLogField.context_path(),
+    "resourcePath": apigw.AccessLogField.context_resource_path(),
+    "protocol": apigw.AccessLogField.context_protocol(),
+    "status": apigw.AccessLogField.context_status(),
+    "responseLength": apigw.AccessLogField.context_response_length(),
+    "responseLatency": apigw.AccessLogField.context_response_latency(),
+    "integrationStatus": apigw.AccessLogField.context_integration_status(),
+    "integrationLatency": apigw.AccessLogField.context_integration_latency(),
+    "errorMessage": apigw.AccessLogField.context_error_message(),
+    "errorType": apigw.AccessLogField.context_error_response_type(),
+    "xrayTraceId": apigw.AccessLogField.context_xray_trace_id(),
+})
+
+# Errors API Gateway answers itself (throttling, timeouts, ...) in OpenAI's error envelope, so SDKs
+# parse them like the Lambda's own errors (finops.errors). $context.error.messageString is quoted JSON.
+_GATEWAY_ERRORS = {
+    apigw.ResponseType.THROTTLED: ("rate_limit_error", "rate_limited"),
+    apigw.ResponseType.INTEGRATION_TIMEOUT: ("server_error", "gateway_timeout"),
+    apigw.ResponseType.DEFAULT_4_XX: ("invalid_request_error", "invalid_request"),
+    apigw.ResponseType.DEFAULT_5_XX: ("server_error", "internal_error"),
+}
+
+
+def _envelope(error_type: str, code: str) -> str:
+    return (
+        '{"error": {"message": $context.error.messageString, '
+        f'"type": "{error_type}", "code": "{code}", "param": null}}}}'
+    )
+
+
+class GatewayApi(Construct):
+    """``POST /v1/chat/completions``, ``GET /v1/models`` and a catch-all, all proxied to one Lambda.
+
+    Every path and method reaches the function (unknown ones answer 404/405 in OpenAI's envelope):
+    the explicit resources also carry ``ANY``, and ``/`` plus ``/{proxy+}`` take everything else.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        layers: Sequence[lambda_.ILayerVersion],
+        ledger: LedgerTable,
+        secrets: ProviderSecrets,
+        code_dir: Path = GATEWAY_FUNCTION_DIR,
+        throttling_rate_limit: float = 100,
+        throttling_burst_limit: int = 200,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.function = self._function(layers, ledger, code_dir)
+        ledger.grant_gateway_access(self.function)
+        secrets.grant_read(self.function)
+        self.api = self._rest_api(throttling_rate_limit, throttling_burst_limit)
+
+    # --- Lambda ---------------------------------------------------------------------------------------
+
+    def _function(self, layers: Sequence[lambda_.ILayerVersion], ledger: LedgerTable,
+                  code_dir: Path) -> lambda_.Function:
+        self.log_group = logs.LogGroup(
+            self, "FunctionLogs",
+            retention=LOG_RETENTION,
+            # ledger_spill records (rows DynamoDB could not take) live here until replayed.
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        # An explicit role instead of CDK's default one, which attaches the AWS-managed
+        # AWSLambdaBasicExecutionRole (logs:* on every log group): this one may write its own log group only.
+        role = iam.Role(
+            self, "FunctionRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="FinOps gateway function: its log group, X-Ray, the ledger table, provider secrets",
+        )
+        self.log_group.grant_write(role)
+        function = lambda_.Function(
+            self, "Function",
+            description="OpenAI-compatible FinOps gateway (cost tags, budgets, routing, ledger)",
+            runtime=lambda_runtime(),
+            architecture=lambda_architecture(),
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(str(code_dir), exclude=["**/__pycache__", "*.pyc", ".gitkeep"]),
+            layers=list(layers),
+            memory_size=1024,
+            timeout=Duration.seconds(60),
+            tracing=lambda_.Tracing.ACTIVE,
+            role=role,
+            log_group=self.log_group,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": "finops-gateway",
+                "POWERTOOLS_METRICS_NAMESPACE": "FinOpsGateway",
+                "FINOPS_LEDGER_TABLE": ledger.table_name,
+                "LOG_LEVEL": "INFO",
+            },
+        )
+        Validations.of(role).acknowledge(Acknowledgment(
+            id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
+            reason=(
+                "Only xray:PutTraceSegments and xray:PutTelemetryRecords (added by tracing=ACTIVE) use "
+                "Resource '*': these X-Ray actions support no resource-level permissions."
+            ),
+        ))
+        return function
+
+    # --- REST API -------------------------------------------------------------------------------------
+
+    def _rest_api(self, rate_limit: float, burst_limit: int) -> apigw.RestApi:
+        self.access_log_group = logs.LogGroup(
+            self, "AccessLogs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.RETAIN,
+        )
+        api = apigw.RestApi(
+            self, "Api",
+            description="AI FinOps gateway: OpenAI-compatible API with cost tags, budgets and chargeback",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            cloud_watch_role=True,
+            deploy_options=apigw.StageOptions(
+                stage_name=STAGE_NAME,
+                access_log_destination=apigw.LogGroupLogDestination(self.access_log_group),
+                access_log_format=apigw.AccessLogFormat.custom(ACCESS_LOG_FORMAT),
+                logging_level=apigw.MethodLoggingLevel.INFO,
+                data_trace_enabled=False,  # full request logging would write bearer keys and prompts
+                metrics_enabled=True,
+                tracing_enabled=True,
+                throttling_rate_limit=rate_limit,
+                throttling_burst_limit=burst_limit,
+            ),
+        )
+        # The stack exports the URL as ApiUrl; drop RestApi's auto-named duplicate output.
+        api.node.try_remove_child("Endpoint")
+        for response_type, (error_type, code) in _GATEWAY_ERRORS.items():
+            api.add_gateway_response(
+                f"{code}-{response_type.response_type}",
+                type=response_type,
+                templates={"application/json": _envelope(error_type, code)},
+            )
+
+        integration = apigw.LambdaIntegration(self.function, proxy=True, allow_test_invoke=False)
+        v1 = api.root.add_resource("v1")
+        chat = v1.add_resource("chat")
+        completions = chat.add_resource("completions")
+        models = v1.add_resource("models")
+        completions.add_method("POST", integration)
+        models.add_method("GET", integration)
+        # Wrong method or a path prefix: still the function's answer (405/404 in OpenAI's envelope),
+        # not API Gateway's "Missing Authentication Token".
+        for resource in (api.root, v1, chat, completions, models):
+            resource.add_method("ANY", integration)
+        api.root.add_proxy(default_integration=integration, any_method=True)
+
+        self._acknowledge_api_findings(api)
+        return api
+
+    def _acknowledge_api_findings(self, api: apigw.RestApi) -> None:
+        # Method-level: every method of this API is open at the API Gateway layer by design.
+        for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
+            for method in api.methods:
+                Validations.of(method).acknowledge(
+                    Acknowledgment(id=f"AwsSolutions::{rule}", reason=VIRTUAL_KEY_AUTH_REASON),
+                )
+        # On the AWS::ApiGateway::RestApi resource only.
+        Validations.of(api.node.default_child).acknowledge(Acknowledgment(
+            id="AwsSolutions::AwsSolutions-APIG2",
+            reason=(
+                "Request bodies are validated inside the Lambda (pydantic models of the OpenAI schema), "
+                "which answers 400 in OpenAI's error envelope; API Gateway's validator would answer in "
+                "its own format and break OpenAI SDK error handling."
+            ),
+        ))
+        # On the prod stage only (where a web ACL would be associated).
+        Validations.of(api.deployment_stage).acknowledge(Acknowledgment(
+            id="AwsSolutions::AwsSolutions-APIG3",
+            reason=(
+                "AWS WAF is an optional, paid add-on (the README recommends a web ACL with rate-based "
+                "rules for production); stage throttling and the gateway's own budgets and rate limits "
+                "already bound abuse."
+            ),
+        ))
+        # The account-level role API Gateway uses to push execution logs to CloudWatch.
+        Validations.of(api.node.find_child("CloudWatchRole")).acknowledge(Acknowledgment(
+            id=("AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/"
+                "service-role/AmazonAPIGatewayPushToCloudWatchLogs]"),
+            reason=(
+                "cloud_watch_role=True: API Gateway's account-wide CloudWatch Logs role needs log-group "
+                "creation across the account (execution logs go to API-Gateway-Execution-Logs_<api>/<stage>, "
+                "created by the service); AmazonAPIGatewayPushToCloudWatchLogs is the AWS-maintained "
+                "policy for exactly that role."
+            ),
+        ))

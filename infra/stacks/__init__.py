@@ -1,0 +1,1 @@
+"""Stacks: compositions of the constructs in :mod:`infra.constructs`, nothing else."""

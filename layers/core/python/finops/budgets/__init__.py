@@ -1,0 +1,1 @@
+"""Budgets that cannot be overspent: GCRA token buckets in DynamoDB, reservations, caps, breaker, alerts."""

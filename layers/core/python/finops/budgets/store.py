@@ -1,0 +1,391 @@
+"""GCRA buckets in DynamoDB: reserve before the provider call, settle after, both in one round trip.
+
+Items in the budgets table (hash key ``pk``):
+
+- ``bucket#<scope>``: a daily dollar budget, attribute ``tat``; in-flight reservations as ``r_<request id>``.
+- ``cap#<key id>#<model>``: requests per day for one model.
+- ``breaker#<scope>``: the runaway-loop breaker: ``open_until`` plus rolling ``req``/``usd`` cells.
+- ``loop#<key id>#<prompt hash>``: repeats of one prompt in the breaker window (expires via TTL).
+
+Admission is one conditional ``UpdateItem`` (one item) or one ``TransactWriteItems`` (several), each item's
+update guarded by GCRA conditions; a failed condition returns the item (``ALL_OLD``), which tells whether
+the call is refused or the case was guessed wrong (then it retries with the right case). Settlement is one
+``TransactWriteItems``: the ledger row (idempotent ``Put``) plus each bucket's refund of the unused part.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from . import gcra
+from .gcra import Case
+
+MAX_ATTEMPTS = 6
+RESERVATION_PREFIX = "r_"
+
+
+class StoreUnavailable(Exception):
+    """The budget store could not be reached or kept throttling."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One GCRA bucket: attribute ``attr`` of item ``pk``."""
+
+    pk: str
+    attr: str
+    inc: int  # time units this call occupies at admission
+    period_us: int
+    capacity: Decimal
+    kind: str  # budget | cap | breaker_requests | breaker_spend | loop
+    scope: str  # e.g. "key:vk_1", "user:alice"
+    refundable: bool  # settle returns the unused part; a failed call returns all of it
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.pk, self.attr)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    cell: Cell | None
+    reason: str  # budget | cap | breaker_requests | breaker_spend | loop | circuit_open
+    retry_after_us: int | None
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class Refused(Exception):
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.reason)
+        self.refusal = refusal
+
+
+@dataclass
+class Admission:
+    request_id: str
+    now: int
+    cells: list[Cell]
+    tats: dict[tuple[str, str], int]  # TAT after admission: exact where known, else a lower bound
+    exact: set[tuple[str, str]]
+    attempts: int
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def _cancellation_reasons(exc: ClientError) -> list[dict[str, Any]]:
+    return list(exc.response.get("CancellationReasons") or [])
+
+
+def _tat(item: dict[str, Any] | None, attr: str) -> int | None:
+    if not item or attr not in item:
+        return None
+    return int(item[attr]["N"])
+
+
+class BucketStore:
+    def __init__(self, client: Any, table: str, *, ledger_table: str,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.client = client
+        self.table = table
+        self.ledger_table = ledger_table
+        self.clock = clock
+        self.sleep = sleep
+        self._estimates: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def now_us(self) -> int:
+        return int(self.clock() * gcra.MICROS)
+
+    # --- building writes ------------------------------------------------------------------------------
+
+    def _guess(self, cell: Cell, now: int) -> Case:
+        with self._lock:
+            tat = self._estimates.get(cell.key)
+        return Case.DEBT if tat is not None and tat > now else Case.FRESH
+
+    def _update(self, pk: str, cells: list[Cell], cases: dict[tuple[str, str], Case], now: int,
+                breaker: bool, reservation: str | None, request_id: str) -> dict[str, Any]:
+        sets, conds = [], []
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":now": _n(now)}
+        for i, cell in enumerate(cells):
+            a = f"#a{i}"
+            names[a] = cell.attr
+            if cases[cell.key] is Case.FRESH:
+                sets.append(f"{a} = :t{i}")
+                values[f":t{i}"] = _n(now + cell.inc)
+                conds.append(f"(attribute_not_exists({a}) OR {a} <= :now)")
+            else:
+                sets.append(f"{a} = {a} + :i{i}")
+                values[f":i{i}"] = _n(cell.inc)
+                values[f":l{i}"] = _n(gcra.debt_limit(now, cell.inc, cell.period_us))
+                conds.append(f"({a} > :now AND {a} <= :l{i})")
+        if breaker:
+            names["#open"] = "open_until"
+            conds.append("(attribute_not_exists(#open) OR #open <= :now)")
+        if reservation is not None:
+            names["#r"] = RESERVATION_PREFIX + request_id
+            values[":r"] = {"S": reservation}
+            sets.append("#r = :r")
+        if not sets:  # a breaker item with no rolling cells: only its precondition matters
+            names["#seen"] = "seen_at"
+            sets.append("#seen = :now")
+        return {
+            "TableName": self.table,
+            "Key": {"pk": {"S": pk}},
+            "UpdateExpression": "SET " + ", ".join(sets),
+            "ConditionExpression": " AND ".join(conds),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+
+    # --- admission ------------------------------------------------------------------------------------
+
+    def reserve(self, request_id: str, cells: list[Cell], breaker_pks: Iterable[str],
+                reservation: dict[str, Any]) -> Admission:
+        """Reserve every cell atomically, or raise :class:`Refused` naming the cell that does not fit."""
+        breaker_pks = set(breaker_pks)
+        by_item: dict[str, list[Cell]] = {}
+        for cell in cells:
+            by_item.setdefault(cell.pk, []).append(cell)
+        for pk in breaker_pks:
+            by_item.setdefault(pk, [])
+        for cell in cells:
+            if cell.inc > cell.period_us:  # can never fit, whatever the state
+                raise Refused(Refusal(cell, cell.kind, None))
+        attempt = 0
+        while True:
+            attempt += 1
+            now = self.now_us()
+            cases = {c.key: self._guess(c, now) for c in cells}
+            ops = []
+            for pk, item_cells in by_item.items():
+                refundable = [c for c in item_cells if c.refundable]
+                payload = None
+                if refundable:
+                    payload = json.dumps({**reservation, "cells": {c.attr: c.inc for c in refundable}},
+                                         separators=(",", ":"), default=str)
+                ops.append(self._update(pk, item_cells, cases, now, pk in breaker_pks, payload, request_id))
+            try:
+                new_items = self._write(ops)
+            except ClientError as exc:
+                failed = self._failed_items(exc, ops)
+                if failed is None:  # not a condition failure: conflict or throttling
+                    if attempt >= MAX_ATTEMPTS:
+                        raise StoreUnavailable(str(exc)) from exc
+                    self._backoff(attempt)
+                    continue
+                self._judge(failed, by_item, breaker_pks, cells, now)
+                if attempt >= MAX_ATTEMPTS:
+                    raise StoreUnavailable("budget store: too much contention") from exc
+                continue
+            except BotoCoreError as exc:
+                raise StoreUnavailable(str(exc)) from exc
+            return self._admitted(request_id, cells, cases, now, new_items, attempt)
+
+    def _write(self, ops: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """One UpdateItem (returns the new item) or one transaction. Returns new items where known."""
+        if len(ops) == 1:
+            op = ops[0]
+            response = self.client.update_item(**op, ReturnValues="ALL_NEW",
+                                               ReturnValuesOnConditionCheckFailure="ALL_OLD")
+            return {op["Key"]["pk"]["S"]: response.get("Attributes", {})}
+        self.client.transact_write_items(TransactItems=[
+            {"Update": {**op, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}} for op in ops])
+        return {}
+
+    @staticmethod
+    def _failed_items(exc: ClientError, ops: list[dict[str, Any]]) -> dict[str, dict[str, Any]] | None:
+        code = exc.response.get("Error", {}).get("Code")
+        if code == "ConditionalCheckFailedException":
+            return {ops[0]["Key"]["pk"]["S"]: exc.response.get("Item") or {}}
+        if code == "TransactionCanceledException":
+            reasons = _cancellation_reasons(exc)
+            failed = {ops[i]["Key"]["pk"]["S"]: r.get("Item") or {}
+                      for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"}
+            return failed or None
+        return None
+
+    def _judge(self, failed: dict[str, dict[str, Any]], by_item: dict[str, list[Cell]],
+               breaker_pks: set[str], cells: list[Cell], now: int) -> None:
+        """Read the returned items: raise the refusal if one is real, else learn the state and retry."""
+        refusals: list[Refusal] = []
+        for pk, item in failed.items():
+            if pk in breaker_pks:
+                open_until = _tat(item, "open_until")
+                if open_until is not None and open_until > now:
+                    refusals.append(Refusal(None, "circuit_open", open_until - now,
+                                            state={"pk": pk, "trips": _tat(item, "trips") or 0}))
+                    continue
+            for cell in by_item.get(pk, []):
+                tat = _tat(item, cell.attr)
+                with self._lock:
+                    if tat is None:
+                        self._estimates.pop(cell.key, None)
+                    else:
+                        self._estimates[cell.key] = tat
+                decision = gcra.decide(tat, now, cell.inc, cell.period_us)
+                if not decision.allowed:
+                    refusals.append(Refusal(cell, cell.kind, decision.retry_after_us, state={"tat": tat}))
+        if refusals:
+            order = ["circuit_open", "loop", "breaker_requests", "breaker_spend", "budget", "cap"]
+            refusals.sort(key=lambda r: order.index(r.reason))
+            raise Refused(refusals[0])
+
+    def _admitted(self, request_id: str, cells: list[Cell], cases: dict[tuple[str, str], Case], now: int,
+                  new_items: dict[str, dict[str, Any]], attempts: int) -> Admission:
+        tats: dict[tuple[str, str], int] = {}
+        exact: set[tuple[str, str]] = set()
+        with self._lock:
+            for cell in cells:
+                returned = _tat(new_items.get(cell.pk), cell.attr)
+                if returned is not None:
+                    tats[cell.key] = returned
+                    exact.add(cell.key)
+                elif cases[cell.key] is Case.FRESH:
+                    tats[cell.key] = now + cell.inc
+                    exact.add(cell.key)
+                else:  # debt: at least our last estimate plus this call
+                    tats[cell.key] = max(self._estimates.get(cell.key, now), now) + cell.inc
+                self._estimates[cell.key] = tats[cell.key]
+        return Admission(request_id, now, cells, tats, exact, attempts)
+
+    def _backoff(self, attempt: int) -> None:
+        self.sleep(min(0.2, 0.005 * 2**attempt) * random.random())
+
+    # --- settlement -----------------------------------------------------------------------------------
+
+    def settle(self, admission: Admission, used: dict[tuple[str, str], int],
+               ledger_item: dict[str, Any] | None) -> bool:
+        """Refund each refundable cell's unused time and write the ledger row, in one transaction.
+
+        ``used`` maps a cell key to the time units actually consumed (absent: nothing consumed). Returns
+        False if the ledger row already existed or the reconciler already took the reservation.
+        """
+        ops: list[dict[str, Any]] = []
+        if ledger_item is not None:
+            ops.append({"Put": {"TableName": self.ledger_table, "Item": ledger_item,
+                                "ConditionExpression": "attribute_not_exists(request_id)"}})
+        by_item: dict[str, list[Cell]] = {}
+        for cell in admission.cells:
+            if cell.refundable:
+                by_item.setdefault(cell.pk, []).append(cell)
+        for pk, item_cells in by_item.items():
+            names = {"#r": RESERVATION_PREFIX + admission.request_id}
+            values: dict[str, Any] = {}
+            adds = []
+            for i, cell in enumerate(item_cells):
+                refund = cell.inc - min(cell.inc, used.get(cell.key, 0))
+                if refund:
+                    names[f"#a{i}"] = cell.attr
+                    values[f":d{i}"] = _n(-refund)
+                    adds.append(f"#a{i} :d{i}")
+            update = {"TableName": self.table, "Key": {"pk": {"S": pk}},
+                      "UpdateExpression": ("ADD " + ", ".join(adds) + " " if adds else "") + "REMOVE #r",
+                      "ConditionExpression": "attribute_exists(#r)",
+                      "ExpressionAttributeNames": names}
+            if values:
+                update["ExpressionAttributeValues"] = values
+            ops.append({"Update": update})
+        if not ops:
+            return True
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                if len(ops) == 1 and "Put" in ops[0]:
+                    put = ops[0]["Put"]
+                    self.client.put_item(**put)
+                else:
+                    self.client.transact_write_items(TransactItems=ops)
+                self._after_settle(admission, used)
+                return True
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code == "ConditionalCheckFailedException":
+                    return False
+                if code == "TransactionCanceledException" and any(
+                        r.get("Code") == "ConditionalCheckFailed" for r in _cancellation_reasons(exc)):
+                    return False
+                if attempt == MAX_ATTEMPTS:
+                    raise StoreUnavailable(str(exc)) from exc
+                self._backoff(attempt)
+            except BotoCoreError as exc:
+                raise StoreUnavailable(str(exc)) from exc
+        return False  # pragma: no cover - loop always returns or raises
+
+    def _after_settle(self, admission: Admission, used: dict[tuple[str, str], int]) -> None:
+        with self._lock:
+            for cell in admission.cells:
+                if cell.refundable and cell.key in admission.tats:
+                    refund = cell.inc - min(cell.inc, used.get(cell.key, 0))
+                    admission.tats[cell.key] -= refund
+                    self._estimates[cell.key] = admission.tats[cell.key]
+
+    # --- breaker --------------------------------------------------------------------------------------
+
+    def trip(self, pk: str, cooldown_us: int) -> int:
+        """Open the breaker item ``pk`` until now + cooldown (half-open after it); returns open_until."""
+        now = self.now_us()
+        open_until = now + cooldown_us
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={"pk": {"S": pk}},
+                UpdateExpression="SET open_until = :o, tripped_at = :n ADD trips :one",
+                ExpressionAttributeValues={":o": _n(open_until), ":n": _n(now), ":one": _n(1)})
+        except (ClientError, BotoCoreError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return open_until
+
+    # --- reconciliation -------------------------------------------------------------------------------
+
+    def expired_reservations(self, now_s: float) -> Iterable[tuple[str, str, dict[str, Any]]]:
+        """(pk, request id, reservation) for every reservation whose expiry has passed."""
+        paginator = self.client.get_paginator("scan")
+        for page in paginator.paginate(TableName=self.table):
+            for item in page.get("Items", []):
+                for attr, value in item.items():
+                    if not attr.startswith(RESERVATION_PREFIX):
+                        continue
+                    payload = json.loads(value["S"])
+                    if float(payload.get("exp", 0)) <= now_s:
+                        yield item["pk"]["S"], attr[len(RESERVATION_PREFIX):], payload
+
+    def resolve_reservation(self, pk: str, request_id: str, refund: dict[str, int]) -> bool:
+        """Remove one reservation, refunding ``refund`` (attr -> time units). False if already gone."""
+        names = {"#r": RESERVATION_PREFIX + request_id}
+        values: dict[str, Any] = {}
+        adds = []
+        for i, (attr, inc) in enumerate(sorted(refund.items())):
+            if inc:
+                names[f"#a{i}"] = attr
+                values[f":d{i}"] = _n(-inc)
+                adds.append(f"#a{i} :d{i}")
+        update: dict[str, Any] = {
+            "TableName": self.table, "Key": {"pk": {"S": pk}},
+            "UpdateExpression": ("ADD " + ", ".join(adds) + " " if adds else "") + "REMOVE #r",
+            "ConditionExpression": "attribute_exists(#r)", "ExpressionAttributeNames": names}
+        if values:
+            update["ExpressionAttributeValues"] = values
+        try:
+            self.client.update_item(**update)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+
+    # --- reading state (CLI, tests) -------------------------------------------------------------------
+
+    def read(self, pk: str) -> dict[str, Any]:
+        item = self.client.get_item(TableName=self.table, Key={"pk": {"S": pk}}, ConsistentRead=True)
+        return item.get("Item", {})
