@@ -8,7 +8,6 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from finops.errors import FinOpsError
 from finops.gateway import http
 from finops.gateway.factory import gateway

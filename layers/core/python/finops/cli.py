@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -32,6 +33,44 @@ def _local(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    from .gateway.factory import keys
+    from .keys.service import KeySpec
+    from .settings import get_settings
+
+    service = keys(get_settings())
+    if args.keys_command == "create":
+        key, record = service.create(KeySpec(name=args.name, tier=args.tier, projects=args.project or ["*"],
+                                             environments=args.environment or ["*"], user_id=args.user))
+        print(json.dumps({"key": key, **record.model_dump()}, indent=2))
+        print("Store the key now: only its hash is kept.", file=sys.stderr)
+    elif args.keys_command == "list":
+        records = service.list(include_revoked=args.all)
+        if args.json:
+            print(json.dumps([r.model_dump() for r in records], indent=2))
+        else:
+            print(f"{'KEY ID':<16} {'TIER':<11} {'STATUS':<8} {'NAME':<24} {'PROJECTS':<24} ENVIRONMENTS")
+            for r in records:
+                print(f"{r.key_id:<16} {r.tier:<11} {r.status:<8} {r.name[:24]:<24} "
+                      f"{','.join(r.projects)[:24]:<24} {','.join(r.environments)}")
+    elif args.keys_command == "rotate":
+        key, record = service.rotate(args.key_id)
+        print(json.dumps({"key": key, **record.model_dump()}, indent=2))
+    elif args.keys_command == "revoke":
+        print(json.dumps(service.revoke(args.key_id).model_dump(), indent=2))
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    import time
+
+    from .gateway.factory import reconciler
+
+    summary = reconciler().run(time.time())
+    print(json.dumps(summary.__dict__))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="finops", description="AI FinOps gateway tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -41,6 +80,25 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--latency-ms", type=int, default=int(os.environ.get("SIM_LATENCY_MS", "0")))
     local.add_argument("--error-rate", type=float, default=float(os.environ.get("SIM_ERROR_RATE", "0")))
     local.set_defaults(func=_local)
+
+    keys = sub.add_parser("keys", help="manage virtual keys (FINOPS_KEYS_TABLE; AWS_ENDPOINT_URL for local)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key (printed once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--tier", required=True)
+    create.add_argument("--project", action="append", help="allowed project id (repeat; default any)")
+    create.add_argument("--environment", action="append", help="allowed environment (repeat; default any)")
+    create.add_argument("--user", help="bind the key to one user id")
+    listing = keys_sub.add_parser("list", help="list keys")
+    listing.add_argument("--all", action="store_true", help="include revoked keys")
+    listing.add_argument("--json", action="store_true")
+    for name, text in (("rotate", "replace a key with a new one (same bindings)"), ("revoke", "revoke a key")):
+        cmd = keys_sub.add_parser(name, help=text)
+        cmd.add_argument("key_id")
+    keys.set_defaults(func=_keys)
+
+    reconcile = sub.add_parser("reconcile", help="book or release expired budget reservations once")
+    reconcile.set_defaults(func=_reconcile)
     return parser
 
 

@@ -22,7 +22,7 @@ from ..tags import CostTags
 from . import gcra
 from .alerts import AlertPublisher
 from .policy import BudgetPolicy, ScopeBudget, TierPolicy
-from .store import Admission, BucketStore, Cell, Refused, Refusal, StoreUnavailable
+from .store import Admission, BucketStore, Cell, Refusal, Refused, StoreUnavailable
 
 logger = Logger(child=True)
 ZERO = Decimal(0)

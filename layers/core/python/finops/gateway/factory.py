@@ -8,6 +8,7 @@ from .. import aws
 from ..budgets.alerts import AlertPublisher
 from ..budgets.governor import BudgetGovernor
 from ..budgets.policy import load_policy
+from ..budgets.reconciler import Reconciler
 from ..budgets.store import BucketStore
 from ..keys.service import KeyService
 from ..ledger.repository import LedgerRepository
@@ -43,6 +44,15 @@ def gateway() -> ChatGateway:
         governor=governor(settings),
         keys=keys(settings) if settings.auth_mode == "keys" else None,
     )
+
+
+def reconciler() -> Reconciler:
+    settings = get_settings()
+    policy = load_policy(settings.budget_policy_path)
+    return Reconciler(
+        BucketStore(aws.client("dynamodb"), settings.budgets_table, ledger_table=settings.ledger_table),
+        LedgerRepository(settings.ledger_table, settings.ledger_shards), policy.reconcile_policy,
+        load_catalog(settings.price_catalog_path).version)
 
 
 def reset() -> None:

@@ -7,6 +7,7 @@ event shape (v1 proxy format, multi-value headers, requestContext.requestId).
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import threading
 import time
@@ -78,7 +79,7 @@ def to_response(result: dict[str, Any]) -> Response:
 
 
 def _gateway_error(status: int, message: str) -> Response:
-    return Response('{"message":"%s"}' % message, status=status, content_type="application/json")
+    return Response(json.dumps({"message": message}), status=status, content_type="application/json")
 
 
 class ApiGatewayBridge:

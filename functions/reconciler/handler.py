@@ -1,0 +1,24 @@
+"""Scheduled (EventBridge Scheduler, every 5 minutes): book or release reservations that outlived their call."""
+
+import time
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from finops.gateway.factory import reconciler
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    summary = reconciler().run(time.time())
+    metrics.add_metric("ReservationsBooked", MetricUnit.Count, summary.booked)
+    metrics.add_metric("ReservationsReleased", MetricUnit.Count, summary.released)
+    metrics.add_metric("ReservationsStale", MetricUnit.Count, summary.already_settled)
+    return {"booked": summary.booked, "released": summary.released, "already_settled": summary.already_settled}

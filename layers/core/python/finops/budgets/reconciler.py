@@ -1,0 +1,77 @@
+"""Reservations whose function died before settling: book them (default) or release them.
+
+Every reservation carries an expiry. After it passes, the scheduled reconciler either
+- ``book``s it: the bucket keeps the worst-case amount and a ledger row records it (status ``reconciled``,
+  cost = the reserved worst case, since the provider may have been paid), or
+- ``release``s it: the bucket gets the amount back and the ledger row records cost 0.
+Either way the row is written once (idempotent on request id) and the reservation is removed, so no
+reservation outlives ``reservation_ttl_seconds`` by more than one reconciler period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from ..ledger.entry import LedgerEntry
+from ..ledger.repository import LedgerRepository
+from .store import BucketStore
+
+logger = Logger(child=True)
+
+
+@dataclass
+class ReconcileSummary:
+    booked: int = 0
+    released: int = 0
+    already_settled: int = 0
+
+
+def _entry(request_id: str, payload: dict[str, Any], policy: str, price_version: str) -> LedgerEntry:
+    booked = policy == "book"
+    ts = datetime.fromisoformat(payload["ts"]) if payload.get("ts") else datetime.now(UTC)
+    return LedgerEntry(
+        request_id=request_id, ts=ts, project_id=payload.get("project_id", "unallocated"),
+        user_id=payload.get("user_id", "unallocated"), environment=payload.get("environment", "unallocated"),
+        department_id=payload.get("department_id", "unallocated"), requested_model=payload.get("model", "unknown"),
+        model=payload.get("model", "unknown"), provider=payload.get("provider", "unknown"),
+        usage_source="reservation", cost_usd=Decimal(payload.get("worst_usd", "0")) if booked else Decimal(0),
+        reserved_usd=Decimal(payload.get("worst_usd", "0")), price_version=price_version,
+        status="reconciled", http_status=0, error_code="booked_unsettled" if booked else "released_unsettled",
+        key_id=payload.get("key_id"), tier=payload.get("tier"))
+
+
+class Reconciler:
+    def __init__(self, store: BucketStore, ledger: LedgerRepository, policy: str, price_version: str) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.policy = policy
+        self.price_version = price_version
+
+    def run(self, now_s: float) -> ReconcileSummary:
+        summary = ReconcileSummary()
+        seen: dict[str, bool] = {}  # request id -> this reservation is ours to book or release
+        for pk, request_id, payload in list(self.store.expired_reservations(now_s)):
+            if request_id not in seen:
+                written = self.ledger.append(_entry(request_id, payload, self.policy, self.price_version))
+                existing = None if written else self.ledger.get(request_id)
+                # A row from an earlier reconciler run means: carry on with the same policy.
+                seen[request_id] = written or (existing is not None and existing.status == "reconciled")
+            if not seen[request_id]:
+                # A row exists that this run did not write: the call was settled; the reservation is stale.
+                self.store.resolve_reservation(pk, request_id, {})
+                summary.already_settled += 1
+                continue
+            refund = {attr: int(inc) for attr, inc in payload.get("cells", {}).items()}
+            if self.store.resolve_reservation(pk, request_id, refund if self.policy == "release" else {}):
+                if self.policy == "release":
+                    summary.released += 1
+                else:
+                    summary.booked += 1
+            logger.info("reservation reconciled", extra={"pk": pk, "request_id": request_id,
+                                                         "policy": self.policy})
+        return summary
