@@ -15,7 +15,7 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 # Lambda layer with the runtime dependencies, built from manylinux wheels for the Lambda runtime.
-$(LAYER): pyproject.toml layers/deps/build.py $(INSTALLED)
+$(LAYER): pyproject.toml layers/deps/build.py infra/runtime.py $(INSTALLED)
 	$(PY) layers/deps/build.py
 
 layers: $(LAYER)

@@ -1,15 +1,19 @@
-"""Shared test plumbing: the no-internet guard and the ONE place request headers are built.
+"""Shared test plumbing: the no-internet guard, moto without global resets, and the ONE place request
+headers are built.
 
-Every integration and e2e test gets its request headers from :func:`tagged_headers` (or events through
-:func:`load_event`, which applies :func:`auth_headers`). When chat calls start requiring
-``Authorization: Bearer <virtual key>``, add it to :func:`auth_headers` and nothing else changes.
+Every integration and e2e test gets its request headers from the ``tagged_headers`` fixture (or events
+through ``load_event``); both go through :func:`auth_headers`, which adds ``Authorization: Bearer <virtual
+key>`` from the ``virtual_key`` fixture (overridden by the integration and e2e conftests, which create or
+read a key). Auth changes happen there and nowhere else.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import ipaddress
 import json
+import os
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -33,23 +37,23 @@ DEFAULT_TAGS = {PROJECT: "checkout-web", USER: "alice", ENVIRONMENT: "production
 # ------------------------------------------------------------------------------------------------------
 
 
-def auth_headers() -> dict[str, str]:
-    """Credentials a chat call needs. Today: none. Later: ``{"Authorization": "Bearer <virtual key>"}``."""
-    return {}
+def auth_headers(virtual_key: str | None) -> dict[str, str]:
+    """Credentials a chat call needs: ``Authorization: Bearer <virtual key>`` when the suite has one."""
+    return {"Authorization": f"Bearer {virtual_key}"} if virtual_key else {}
 
 
 _UNSET: Any = object()
 
 
 def build_headers(project: str | None = _UNSET, user: str | None = _UNSET, environment: str | None = _UNSET,
-                  extra: Mapping[str, str] | None = None) -> dict[str, str]:
+                  extra: Mapping[str, str] | None = None, *, key: str | None = None) -> dict[str, str]:
     """Auth + the three cost tags. Pass ``None`` for a tag to leave that header out."""
     chosen = {
         PROJECT: DEFAULT_TAGS[PROJECT] if project is _UNSET else project,
         USER: DEFAULT_TAGS[USER] if user is _UNSET else user,
         ENVIRONMENT: DEFAULT_TAGS[ENVIRONMENT] if environment is _UNSET else environment,
     }
-    headers = auth_headers()
+    headers = auth_headers(key)
     headers.update({k: v for k, v in chosen.items() if v is not None})
     headers.update(extra or {})
     return headers
@@ -63,16 +67,16 @@ def _without(headers: dict[str, Any], names: Iterable[str]) -> None:
 
 def build_event(name: str, *, headers: Mapping[str, str] | None = None, drop: Iterable[str] = (),
                 body: Any = _UNSET, request_id: str | None = None, keep_request_id: bool = False,
-                path: str | None = None, method: str | None = None) -> dict[str, Any]:
+                path: str | None = None, method: str | None = None, key: str | None = None) -> dict[str, Any]:
     """``events/<name>.json`` with auth applied, headers overridden/dropped and a fresh request id."""
     event = copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
-    overrides = {**auth_headers(), **(headers or {})}
-    for key in ("headers", "multiValueHeaders"):
-        current = event.get(key) or {}
+    overrides = {**auth_headers(key), **(headers or {})}
+    for field in ("headers", "multiValueHeaders"):
+        current = event.get(field) or {}
         _without(current, [*overrides, *drop])
         for k, v in overrides.items():
-            current[k] = v if key == "headers" else [v]
-        event[key] = current
+            current[k] = v if field == "headers" else [v]
+        event[field] = current
     if body is not _UNSET:
         event["body"] = body if body is None or isinstance(body, str) else json.dumps(body)
         event["isBase64Encoded"] = False
@@ -90,19 +94,53 @@ def build_event(name: str, *, headers: Mapping[str, str] | None = None, drop: It
 
 
 @pytest.fixture
-def tagged_headers() -> Callable[..., dict[str, str]]:
-    """``tagged_headers(project=..., user=..., environment=..., extra=...)`` -> request headers."""
-    return build_headers
+def virtual_key() -> str | None:
+    """The gateway key requests carry. Overridden where a gateway with keys is running."""
+    return None
 
 
 @pytest.fixture
-def load_event() -> Callable[..., dict[str, Any]]:
-    return build_event
+def tagged_headers(virtual_key: str | None) -> Callable[..., dict[str, str]]:
+    """``tagged_headers(project=..., user=..., environment=..., extra=...)`` -> request headers."""
+    return functools.partial(build_headers, key=virtual_key)
+
+
+@pytest.fixture
+def load_event(virtual_key: str | None) -> Callable[..., dict[str, Any]]:
+    """``load_event("chat_completion", headers=..., drop=..., body=...)`` -> an API Gateway proxy event."""
+    return functools.partial(build_event, key=virtual_key)
 
 
 @pytest.fixture
 def default_tags() -> dict[str, str]:
     return dict(DEFAULT_TAGS)
+
+
+# ------------------------------------------------------------------------------------------------------
+# Speed: botocore parses its service JSON once per Session; the code under test (and moto) create many
+# sessions. Share one read-only loader so each client creation does not re-parse the same files.
+# ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _shared_botocore_loader() -> Iterable[None]:
+    import botocore.loaders
+    import botocore.session
+
+    loaders: dict[Any, Any] = {}
+    real = botocore.loaders.create_loader
+
+    def create_loader(search_path_string: Any = None) -> Any:
+        if search_path_string not in loaders:
+            loaders[search_path_string] = real(search_path_string)
+        return loaders[search_path_string]
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(botocore.session, "create_loader", create_loader)
+    try:
+        yield
+    finally:
+        mp.undo()
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -172,3 +210,34 @@ def _no_internet() -> Iterable[None]:
         yield
     finally:
         mp.undo()
+
+
+# ------------------------------------------------------------------------------------------------------
+# moto in-process, without wiping other tests' state.
+# ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterable[str]:
+    """``mock_aws`` that neither resets moto's backends on start nor wipes them on stop.
+
+    moto's backends are process-global and shared with any in-process moto *server* (the local stack, the
+    emulator-based tests). A plain ``mock_aws()`` would erase their tables; tests using this fixture name
+    their resources with the yielded unique suffix and delete them themselves. AWS_ENDPOINT_URL is removed so
+    boto3 talks to the mock, not to a server.
+    """
+    from moto import mock_aws
+
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL") or name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    mock = mock_aws()
+    mock.start(reset=False)
+    try:
+        yield uuid.uuid4().hex[:10]
+    finally:
+        mock.stop(remove_data=False)

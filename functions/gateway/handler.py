@@ -16,7 +16,7 @@ from finops.settings import get_settings
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics()
+metrics = Metrics(namespace="FinOpsGateway")
 app = APIGatewayRestResolver(enable_validation=True)
 http.install(app)
 
@@ -32,7 +32,7 @@ def list_models():
 def chat_completions(request: Annotated[ChatCompletionRequest, Body()]):
     event = app.current_event
     result = gateway().chat(request, event.headers, http.request_id_of(event.raw_event))
-    metrics.add_metric("Requests", MetricUnit.Count, 1)
+    metrics.add_metric("AdmittedRequests", MetricUnit.Count, 1)
     return Response(result.status, result.content_type, result.body, result.headers)
 
 
@@ -40,8 +40,9 @@ def chat_completions(request: Annotated[ChatCompletionRequest, Body()]):
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    metrics.add_metric("Requests", MetricUnit.Count, 1)
     try:
-        http.check_body(event, get_settings().max_body_bytes)
+        http.prepare(event, get_settings().max_body_bytes)
     except FinOpsError as exc:
         return http.proxy_error(exc, http.request_id_of(event))
     return app.resolve(event, context)

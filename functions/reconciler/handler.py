@@ -10,7 +10,7 @@ from finops.gateway.factory import reconciler
 
 logger = Logger()
 tracer = Tracer()
-metrics = Metrics()
+metrics = Metrics(namespace="FinOpsGateway")
 
 
 @logger.inject_lambda_context

@@ -1,7 +1,13 @@
-"""The real handler under moto (in-process ``mock_aws``) with a simulated provider on 127.0.0.1."""
+"""The real handler under moto (in-process ``mock_aws``) with a simulated provider on 127.0.0.1.
+
+Each test gets its own tables and secrets (unique names, deleted afterwards), a virtual key, and a fresh
+gateway built from the environment set here.
+"""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import threading
@@ -11,21 +17,25 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities import parameters
-from moto import mock_aws
 
 from finops import aws
+from finops.budgets import table as budget_table
 from finops.gateway import factory
+from finops.keys import model as keys_model
+from finops.keys.service import KeySpec
 from finops.ledger import model as ledger_model
-from finops.ledger.repository import LedgerRepository
+from finops.ledger.entry import LedgerEntry
+from finops.ledger.repository import LedgerRepository, to_entry
 from finops.local import lambda_runtime, simulated_provider
+from finops.settings import get_settings
 
-LEDGER_TABLE = "finops-ledger-it"
-SECRETS = {"openai": "sk-it-openai-5f3a9c", "groq": "gsk-it-groq-81d2e4"}
+PROVIDER_NAMES = ("openai", "groq")
+MODELS = (ledger_model.LedgerRow, keys_model.ApiKey, budget_table.BudgetItem)
 
 
 @dataclass
 class RecordingSimulator:
-    """The simulated provider, plus what it was sent (path and Authorization header of every call)."""
+    """The simulated provider, plus what it was sent (path, Authorization header and body of every call)."""
 
     server: Any
     calls: list[dict[str, Any]] = field(default_factory=list)
@@ -60,79 +70,142 @@ def simulator() -> Iterator[RecordingSimulator]:
 
 def _reset_caches() -> None:
     factory.reset()
+    get_settings.cache_clear()
     aws.client.cache_clear()
     parameters.clear_caches()
-    ledger_model.LedgerRow._connection = None
+    for model in MODELS:
+        model._connection = None
+
+
+@dataclass
+class Result:
+    """An API Gateway proxy result, with case-insensitive header access."""
+
+    raw: dict[str, Any]
+
+    @property
+    def status(self) -> int:
+        return int(self.raw["statusCode"])
+
+    @property
+    def headers(self) -> dict[str, str]:
+        out = {k.lower(): str(v) for k, v in (self.raw.get("headers") or {}).items()}
+        for key, values in (self.raw.get("multiValueHeaders") or {}).items():
+            out[key.lower()] = ", ".join(str(v) for v in values)
+        return out
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    @property
+    def body(self) -> str:
+        body = self.raw.get("body") or ""
+        return base64.b64decode(body).decode() if self.raw.get("isBase64Encoded") else body
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    def error(self) -> dict[str, Any]:
+        envelope = self.json()
+        assert set(envelope) == {"error"}, envelope
+        return envelope["error"]
 
 
 @dataclass
 class GatewayEnv:
     monkeypatch: pytest.MonkeyPatch
     simulator: RecordingSimulator
+    suffix: str
+    key: str | None = None
     repo: LedgerRepository | None = None
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ledger_table(self) -> str:
+        return f"it-ledger-{self.suffix}"
+
+    @property
+    def keys_table(self) -> str:
+        return f"it-keys-{self.suffix}"
+
+    @property
+    def budgets_table(self) -> str:
+        return f"it-budgets-{self.suffix}"
+
+    def secret_name(self, provider: str) -> str:
+        return f"it/{self.suffix}/providers/{provider}"
 
     def providers(self, **overrides: Any) -> dict[str, Any]:
         return {
-            name: {"base_url": f"{self.simulator.url}/{name}/v1", "secret_name": f"finops/providers/{name}",
+            name: {"base_url": f"{self.simulator.url}/{name}/v1", "secret_name": self.secret_name(name),
                    "timeout_seconds": 5, "connect_timeout_seconds": 2, **overrides}
-            for name in ("openai", "groq")
+            for name in PROVIDER_NAMES
         }
 
     def set(self, **env: str) -> None:
-        """Change ``FINOPS_*``/other variables for the next invocation (the gateway is rebuilt)."""
+        """Change environment variables for the next invocation (the gateway is rebuilt)."""
         for key, value in env.items():
             self.monkeypatch.setenv(key, value)
         factory.reset()
+        get_settings.cache_clear()
 
-    def unset(self, *names: str) -> None:
-        for name in names:
-            self.monkeypatch.delenv(name, raising=False)
-        factory.reset()
+    def invoke(self, event: dict[str, Any]) -> Result:
+        return Result(lambda_runtime.invoke("gateway", event))
 
-    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
-        return lambda_runtime.invoke("gateway", event)
+    def raw_items(self) -> list[dict[str, Any]]:
+        """Every ledger item as DynamoDB stores it (test-side inspection of a tiny table)."""
+        return aws.client("dynamodb").scan(TableName=self.ledger_table, ConsistentRead=True)["Items"]
 
-    def rows(self) -> list[Any]:
-        assert self.repo is not None
-        return [ledger_model.LedgerRow.from_raw_data(item) for item in _scan_raw(self.repo)]
-
-
-def _scan_raw(repo: LedgerRepository) -> list[dict[str, Any]]:
-    # Test-side inspection of the whole (tiny) table, straight from DynamoDB.
-    client = aws.client("dynamodb")
-    return client.scan(TableName=repo.model.Meta.table_name)["Items"]
+    def entries(self) -> list[LedgerEntry]:
+        return [to_entry(ledger_model.LedgerRow.from_raw_data(item)) for item in self.raw_items()]
 
 
 @pytest.fixture
-def gateway_env(monkeypatch: pytest.MonkeyPatch, simulator: RecordingSimulator) -> Iterator[GatewayEnv]:
+def gateway_env(monkeypatch: pytest.MonkeyPatch, simulator: RecordingSimulator, moto_aws: str) -> Iterator[GatewayEnv]:
     for name in list(os.environ):
-        if name.startswith(("FINOPS_", "AWS_ENDPOINT_URL", "AWS_PROFILE")) or name in (
-                "OPENAI_API_KEY", "GROQ_API_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        if name.startswith("FINOPS_") or name in ("OPENAI_API_KEY", "GROQ_API_KEY"):
             monkeypatch.delenv(name)
-    env = GatewayEnv(monkeypatch, simulator)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "finops-gateway")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "FinOpsGateway")
-    monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    monkeypatch.setenv("FINOPS_LEDGER_TABLE", LEDGER_TABLE)
-    monkeypatch.setenv("FINOPS_PROVIDERS", json.dumps(env.providers()))
+    env = GatewayEnv(monkeypatch, simulator, suffix=moto_aws)
+    for key, value in {
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "finops-gateway",
+        "POWERTOOLS_METRICS_NAMESPACE": "FinOpsGateway",
+        "LOG_LEVEL": "WARNING",
+        "FINOPS_LEDGER_TABLE": env.ledger_table,
+        "FINOPS_KEYS_TABLE": env.keys_table,
+        "FINOPS_BUDGETS_TABLE": env.budgets_table,
+        "FINOPS_PROVIDERS": json.dumps(env.providers()),
+    }.items():
+        monkeypatch.setenv(key, value)
     _reset_caches()
     with simulator.lock:
         simulator.calls.clear()
-    with mock_aws():
-        assert "AWS_ENDPOINT_URL" not in os.environ
-        ledger_model.bind(LEDGER_TABLE).create_table(wait=True)
+    assert "AWS_ENDPOINT_URL" not in os.environ
+    settings = get_settings()
+    for bind, table in ((ledger_model.bind, env.ledger_table), (keys_model.bind, env.keys_table),
+                        (budget_table.bind, env.budgets_table)):
+        bind(table).create_table(wait=True)
+    sm = aws.client("secretsmanager")
+    for name in PROVIDER_NAMES:
+        env.secrets[name] = f"sk-it-{name}-{moto_aws}"
+        sm.create_secret(Name=env.secret_name(name), SecretString=env.secrets[name])
+    env.key, _ = factory.keys(settings).create(KeySpec(name="integration-tests", tier="enterprise"))
+    env.repo = LedgerRepository(env.ledger_table, settings.ledger_shards)
+    try:
+        yield env
+    finally:
+        _reset_caches()
+        ddb = aws.client("dynamodb")
+        for table in (env.ledger_table, env.keys_table, env.budgets_table):
+            ddb.delete_table(TableName=table)
         sm = aws.client("secretsmanager")
-        for name, value in SECRETS.items():
-            sm.create_secret(Name=f"finops/providers/{name}", SecretString=value)
-        env.repo = LedgerRepository(LEDGER_TABLE, 8)
-        try:
-            yield env
-        finally:
-            _reset_caches()
-    _reset_caches()
+        for name in PROVIDER_NAMES:
+            with contextlib.suppress(sm.exceptions.ResourceNotFoundException):
+                sm.delete_secret(SecretId=env.secret_name(name), ForceDeleteWithoutRecovery=True)
+        _reset_caches()
+
+
+@pytest.fixture
+def virtual_key(gateway_env: GatewayEnv) -> str | None:
+    return gateway_env.key

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -9,7 +8,6 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from moto import mock_aws
 from pydantic import ValidationError
 
 from finops import aws
@@ -115,21 +113,17 @@ def test_entry_field_bounds() -> None:
 
 
 @pytest.fixture
-def repo(monkeypatch: pytest.MonkeyPatch) -> Iterator[LedgerRepository]:
-    for name in list(os.environ):
-        if name.startswith("AWS_ENDPOINT_URL"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
+def repo(moto_aws: str) -> Iterator[LedgerRepository]:
     aws.client.cache_clear()
     ledger_model.LedgerRow._connection = None
-    with mock_aws():
-        ledger_model.bind(TABLE).create_table(wait=True)
-        yield LedgerRepository(TABLE, 8)
+    table = f"{TABLE}-{moto_aws}"
+    ledger_model.bind(table).create_table(wait=True)
+    try:
+        yield LedgerRepository(table, 8)
+    finally:
+        aws.client("dynamodb").delete_table(TableName=table)
         ledger_model.LedgerRow._connection = None
-    aws.client.cache_clear()
+        aws.client.cache_clear()
 
 
 def test_append_is_idempotent_on_request_id(repo: LedgerRepository) -> None:
@@ -147,7 +141,7 @@ def test_row_round_trips_through_dynamodb(repo: LedgerRepository) -> None:
     repo.append(original)
     back = repo.get("req-1")
     assert back == original
-    raw = aws.client("dynamodb").get_item(TableName=TABLE, Key={"request_id": {"S": "req-1"}})["Item"]
+    raw = aws.client("dynamodb").get_item(TableName=repo.model.Meta.table_name, Key={"request_id": {"S": "req-1"}})["Item"]
     assert raw["cost_usd"] == {"N": "0.000000123456789"}
     assert raw["ts"] == {"S": "2026-11-29T14:30:00.123456Z"}
     assert raw["day"] == {"S": "2026-11-29"}

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from finops import tokens
+from finops.budgets.governor import Ticket
+from finops.budgets.store import StoreUnavailable
 from finops.errors import MissingCostTags, ModelNotFound, ProviderError, ProviderTimeout
 from finops.gateway import headers as h
 from finops.gateway.service import ChatGateway, ProviderSet, format_cost
@@ -24,15 +26,41 @@ NOW = datetime(2026, 11, 29, 14, 30, tzinfo=UTC)
 
 
 class FakeLedger:
-    def __init__(self, fail: bool = False) -> None:
-        self.entries: list[LedgerEntry] = []
-        self.fail = fail
+    """The ledger as the service uses it: ``item`` (the row to write) and ``spill`` (the log fallback)."""
 
-    def append(self, entry: LedgerEntry) -> bool:
-        if self.fail:
-            raise RuntimeError("dynamodb is down")
-        self.entries.append(entry)
-        return True
+    def __init__(self) -> None:
+        self.spilled: list[LedgerEntry] = []
+
+    def item(self, entry: LedgerEntry) -> LedgerEntry:
+        return entry
+
+    def spill(self, entry: LedgerEntry, exc: Exception) -> None:
+        self.spilled.append(entry)
+
+
+class FakeGovernor:
+    """Admits everything; settlement records the ledger row it is asked to write."""
+
+    def __init__(self, fail_settle: bool = False) -> None:
+        self.entries: list[LedgerEntry] = []
+        self.admitted: list[tuple[str, Decimal]] = []
+        self.settled: list[tuple[Decimal, bool]] = []
+        self.fail_settle = fail_settle
+
+    def check_model(self, key: Any, model: str) -> None:
+        return None
+
+    def admit(self, request_id: str, key: Any, tags: Any, model: str, worst: Decimal, loop_hash: Any,
+              reservation: dict[str, Any]) -> Ticket:
+        self.admitted.append((request_id, worst))
+        return Ticket(request_id, worst, None)
+
+    def settle(self, ticket: Ticket, actual: Decimal, succeeded: bool, ledger_item: Any) -> dict[str, str]:
+        if self.fail_settle:
+            raise StoreUnavailable("dynamodb is down")
+        self.settled.append((actual, succeeded))
+        self.entries.append(ledger_item)
+        return {}
 
 
 class FakeProvider:
@@ -59,16 +87,16 @@ def completion(text: str = "hello there", usage: Usage | None = None) -> Complet
 
 
 def make(result: Completion | Exception, settings: Settings | None = None,
-         ledger: FakeLedger | None = None) -> tuple[ChatGateway, FakeProvider, FakeLedger]:
-    settings = settings or Settings()
+         governor: FakeGovernor | None = None) -> tuple[ChatGateway, FakeProvider, FakeGovernor]:
+    settings = settings or Settings(auth_mode="none")
     providers = ProviderSet(settings)
     fake = FakeProvider(result)
     providers._built["openai"] = fake
     providers._built["groq"] = fake
-    ledger = ledger or FakeLedger()
-    gw = ChatGateway(settings=settings, catalog=load_catalog(), providers=providers, ledger=ledger,  # type: ignore[arg-type]
-                     now=lambda: NOW)
-    return gw, fake, ledger
+    governor = governor or FakeGovernor()
+    gw = ChatGateway(settings=settings, catalog=load_catalog(), providers=providers, ledger=FakeLedger(),  # type: ignore[arg-type]
+                     governor=governor, keys=None, now=lambda: NOW)  # type: ignore[arg-type]
+    return gw, fake, governor
 
 
 def request(**kw: Any) -> ChatCompletionRequest:
@@ -87,6 +115,7 @@ def test_ok_call_headers_cost_and_ledger() -> None:
     assert fake.payloads == [{"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}],
                               "max_tokens": 50, "temperature": 0.2}]
     [entry] = ledger.entries
+    assert ledger.settled == [(expected, True)]
     assert entry.request_id == "rid-1"
     assert entry.ts == NOW
     assert entry.requested_model == "gpt-4o-2024-08-06"
@@ -130,6 +159,7 @@ def test_provider_error_is_booked_at_zero_cost_and_reraised() -> None:
     assert info.value.headers[h.COST] == "0"
     assert info.value.headers[h.REQUEST_ID] == "rid-err"
     [entry] = ledger.entries
+    assert ledger.settled == [(Decimal(0), False)]
     assert (entry.status, entry.http_status, entry.error_code) == ("provider_error", 502, "provider_error")
     assert entry.cost_usd == Decimal(0)
     assert entry.input_tokens == entry.output_tokens == 0
@@ -154,14 +184,27 @@ def test_missing_usage_is_estimated_with_tiktoken() -> None:
         Usage(prompt_tokens=entry.input_tokens, completion_tokens=entry.output_tokens))
 
 
-def test_ledger_failure_does_not_fail_the_call() -> None:
-    gw, _, _ = make(completion(usage=Usage(prompt_tokens=1)), ledger=FakeLedger(fail=True))
+def test_ledger_failure_does_not_fail_the_call_and_spills_the_row() -> None:
+    gw, _, _ = make(completion(usage=Usage(prompt_tokens=1)), governor=FakeGovernor(fail_settle=True))
     resp = gw.chat(request(), TAGS, "rid")
     assert resp.status == 200
+    [spilled] = gw.ledger.spilled  # type: ignore[attr-defined]
+    assert spilled.request_id == "rid"
+    assert spilled.cost_usd == Decimal("0.0000025")
+
+
+def test_worst_case_is_reserved_before_the_call() -> None:
+    gw, _, governor = make(completion(usage=Usage(prompt_tokens=1)))
+    gw.chat(request(model="gpt-4o-mini", max_tokens=100, n=2), TAGS, "rid-w")
+    prompt = tokens.count_chat_tokens([{"role": "user", "content": "hi"}], "o200k_base")
+    expected = 2 * (prompt * Decimal("0.15") + 100 * Decimal("0.60")) / 1_000_000
+    assert governor.admitted == [("rid-w", expected)]
+    assert governor.entries[0].reserved_usd == expected
 
 
 def test_observe_mode_warns_and_books_unallocated() -> None:
-    gw, _, ledger = make(completion(usage=Usage(prompt_tokens=1)), Settings(enforcement_mode="observe"))
+    gw, _, ledger = make(completion(usage=Usage(prompt_tokens=1)),
+                            Settings(enforcement_mode="observe", auth_mode="none"))
     resp = gw.chat(request(), {"X-Project-ID": "<script>"}, "rid")
     warning = resp.headers[h.WARNING]
     for name in ("X-Project-ID", "X-User-ID", "X-Environment"):
@@ -189,7 +232,8 @@ def test_list_models_only_served_providers() -> None:
     gw, _, _ = make(completion())
     ids = [m["id"] for m in gw.list_models()["data"]]
     assert ids == ["gpt-4o", "gpt-4o-mini", "gpt-3.5-turbo", "llama-3.3-70b-versatile", "llama-3.1-8b-instant"]
-    only_groq = Settings(providers={"groq": {"base_url": "http://127.0.0.1:9/v1", "secret_name": "g"}})
+    only_groq = Settings(auth_mode="none",
+                         providers={"groq": {"base_url": "http://127.0.0.1:9/v1", "secret_name": "g"}})
     gw2, _, _ = make(completion(), only_groq)
     assert [m["owned_by"] for m in gw2.list_models()["data"]] == ["groq", "groq"]
 

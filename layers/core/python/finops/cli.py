@@ -8,20 +8,24 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 
 def _local(args: argparse.Namespace) -> int:
     from .local import stack
 
     running = stack.start(port=args.port, aws_port=args.aws_port, latency_ms=args.latency_ms,
-                          error_rate=args.error_rate)
+                          error_rate=args.error_rate, keys_file=Path(args.keys_file))
+    free = running.keys.get("free", "<key>")
     print(f"AWS emulator (moto)   {running.aws_endpoint}   (export AWS_ENDPOINT_URL={running.aws_endpoint})")
     print(f"Simulated provider    {running.provider_url}")
     print(f"Gateway               {running.gateway_url}/v1")
+    print(f"Virtual keys          {args.keys_file}  ({', '.join(running.keys)})")
     print("Try:")
     print(f"  curl -s {running.gateway_url}/v1/chat/completions -H 'Content-Type: application/json' \\")
+    print(f"    -H 'Authorization: Bearer {free}' \\")
     print("    -H 'X-Project-ID: demo' -H 'X-User-ID: alice' -H 'X-Environment: development' \\")
-    print("    -d '{\"model\": \"gpt-4o-mini\", \"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}]}'")
+    print('    -d \'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}\'')
     print("Ctrl-C to stop.", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -79,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--aws-port", type=int, default=4566)
     local.add_argument("--latency-ms", type=int, default=int(os.environ.get("SIM_LATENCY_MS", "0")))
     local.add_argument("--error-rate", type=float, default=float(os.environ.get("SIM_ERROR_RATE", "0")))
+    local.add_argument("--keys-file", default=".local/keys.json", help="where the seeded keys are written")
     local.set_defaults(func=_local)
 
     keys = sub.add_parser("keys", help="manage virtual keys (FINOPS_KEYS_TABLE; AWS_ENDPOINT_URL for local)")

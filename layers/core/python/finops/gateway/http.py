@@ -74,6 +74,23 @@ def proxy_error(exc: FinOpsError, request_id: str) -> dict[str, Any]:
             "isBase64Encoded": False}
 
 
+def prepare(event: dict[str, Any], max_bytes: int) -> None:
+    """Before the resolver: refuse oversized or undecodable bodies, and read every body as JSON.
+
+    The API is JSON-only; ``curl -d`` labels its body ``application/x-www-form-urlencoded``, which would
+    otherwise be parsed as a form. The Content-Type header is normalised so such a body is read as JSON.
+    """
+    check_body(event, max_bytes)
+    if event.get("body") is None:
+        return
+    for field in ("headers", "multiValueHeaders"):
+        headers = event.get(field)
+        if isinstance(headers, dict):
+            for name in [k for k in headers if k.lower() == "content-type"]:
+                del headers[name]
+            headers["Content-Type"] = [JSON] if field == "multiValueHeaders" else JSON
+
+
 def check_body(event: Mapping[str, Any], max_bytes: int) -> None:
     """Refuse an oversized or undecodable body before anything parses it."""
     body = event.get("body")

@@ -1,0 +1,80 @@
+"""The runaway-loop circuit breaker through ChatGateway: loops, request rate, spend rate, cooldown, half-open."""
+
+from __future__ import annotations
+
+from budgets_it_support import BudgetStack, policy_dict
+
+
+def breaker(**kw: int | float) -> dict[str, int | float]:
+    return {"window_seconds": 300, "cooldown_seconds": 60, **kw}
+
+
+def test_same_prompt_repeated_trips_the_breaker_until_the_cooldown(bstack: BudgetStack) -> None:
+    gw = bstack.gateway(policy_dict(tier_free={"breaker": breaker(max_repeats=3)}))
+    key = bstack.create_key("free")
+    key_id = bstack.key_id(key)
+    for _ in range(3):
+        assert bstack.chat(gw, key, "summarise this again").status == 200
+    calls = bstack.sim.count
+
+    tripped = bstack.chat(gw, key, "summarise this again")
+    assert tripped.status == 429 and tripped.code == "circuit_open"
+    assert tripped.header("retry-after") == "60"
+    assert tripped.error["scope"] == f"key:{key_id}"
+    assert tripped.error["trigger"] == "loop"
+
+    bstack.clock.advance(10)
+    other = bstack.chat(gw, key, "a completely different question")  # open: everything is refused
+    assert other.status == 429 and other.code == "circuit_open"
+    assert other.header("retry-after") == "50"
+    assert other.error["scope"] == f"key:{key_id}"
+    assert bstack.sim.count == calls
+
+    # the breaker is per scope: another key of the same user and project is not affected by this key's loop
+    assert bstack.chat(gw, bstack.create_key("free"), "a completely different question").status == 200
+
+    bstack.clock.advance(50)  # cooldown over: half-open, admits again
+    assert bstack.chat(gw, key, "a completely different question").status == 200
+    # ...but the same runaway prompt is still over its window and trips it again at once
+    again = bstack.chat(gw, key, "summarise this again")
+    assert again.status == 429 and again.code == "circuit_open" and again.header("retry-after") == "60"
+    assert bstack.item(f"breaker#key#{key_id}")["trips"] == {"N": "2"}
+
+
+def test_request_rate_trips_the_breaker(bstack: BudgetStack) -> None:
+    gw = bstack.gateway(policy_dict(tier_pro={"breaker": breaker(window_seconds=60, max_requests=5,
+                                                                 cooldown_seconds=30)}))
+    key = bstack.create_key("pro")
+    for i in range(5):
+        assert bstack.chat(gw, key, f"distinct prompt {i}").status == 200
+    reply = bstack.chat(gw, key, "distinct prompt 5")
+    assert reply.status == 429 and reply.code == "circuit_open"
+    assert reply.error["trigger"] == "breaker_requests"
+    assert reply.header("retry-after") == "30"
+    bstack.clock.advance(29)
+    assert bstack.chat(gw, key, "distinct prompt 6").code == "circuit_open"
+    bstack.clock.advance(1)
+    # after 30 s of a 60 s window, 2.5 requests have refilled
+    assert [bstack.chat(gw, key, f"after {i}").status for i in range(2)] == [200, 200]
+    assert bstack.chat(gw, key, "after 2").code == "circuit_open"
+
+
+def test_spend_rate_trips_the_breaker(bstack: BudgetStack) -> None:
+    gw = bstack.gateway(policy_dict(tier_pro={"breaker": breaker(window_seconds=60, max_spend_usd=0.0005)}))
+    key = bstack.create_key("pro")
+    prompt = "budget " * 2000  # ~$0.0003 on gpt-4o-mini
+    assert bstack.chat(gw, key, "a " + prompt, max_tokens=1).status == 200
+    reply = bstack.chat(gw, key, "b " + prompt, max_tokens=1)
+    assert reply.status == 429 and reply.code == "circuit_open"
+    assert reply.error["trigger"] == "breaker_spend"
+    assert reply.header("retry-after") == "60"
+
+
+def test_enterprise_keys_still_have_the_breaker(bstack: BudgetStack) -> None:
+    gw = bstack.gateway(policy_dict(tier_enterprise={"breaker": breaker(max_repeats=2, cooldown_seconds=120)}))
+    key = bstack.create_key("enterprise")
+    assert [bstack.chat(gw, key, "loop", model="gpt-4o").status for _ in range(2)] == [200, 200]
+    reply = bstack.chat(gw, key, "loop", model="gpt-4o")
+    assert reply.status == 429 and reply.code == "circuit_open" and reply.header("retry-after") == "120"
+    rows = bstack.entries()
+    assert len(rows) == 2 and all(r.cost_usd > 0 and r.tier == "enterprise" for r in rows)
