@@ -8,19 +8,25 @@ from pathlib import Path
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
 from aws_cdk import aws_apigateway as apigw
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.constructs.layers import lambda_architecture, lambda_runtime
+from infra.constructs.budgets import Budgets
+from infra.constructs.function import LOG_RETENTION, finops_function
+from infra.constructs.keys_table import KeysTable
 from infra.constructs.ledger_table import LedgerTable
 from infra.constructs.provider_secrets import ProviderSecrets
 from infra.runtime import GATEWAY_FUNCTION_DIR
 
 STAGE_NAME = "prod"
-HANDLER = "handler.lambda_handler"
-LOG_RETENTION = logs.RetentionDays.ONE_YEAR
+FUNCTION_TIMEOUT = Duration.seconds(60)
+# API Gateway REST's default (and, for regional/private APIs without a quota increase, maximum)
+# integration timeout. The function may run 60 s, but a synchronous REST call is cut at 29 s and answered
+# by the INTEGRATION_TIMEOUT gateway response (504, OpenAI envelope); raising it above 29 s needs a Service
+# Quotas increase of "Maximum integration timeout in milliseconds" for regional APIs, then this value.
+# Set explicitly so the limit is visible here and in the template (TimeoutInMillis).
+INTEGRATION_TIMEOUT = Duration.seconds(29)
 
 VIRTUAL_KEY_AUTH_REASON = (
     "Clients authenticate with gateway virtual keys (Authorization: Bearer) verified inside the Lambda "
@@ -80,63 +86,47 @@ class GatewayApi(Construct):
         *,
         layers: Sequence[lambda_.ILayerVersion],
         ledger: LedgerTable,
+        keys: KeysTable,
+        budgets: Budgets,
         secrets: ProviderSecrets,
         code_dir: Path = GATEWAY_FUNCTION_DIR,
         throttling_rate_limit: float = 100,
         throttling_burst_limit: int = 200,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.function = self._function(layers, ledger, code_dir)
+        self.function = self._function(layers, ledger, keys, budgets, code_dir)
         ledger.grant_gateway_access(self.function)
+        keys.grant_authenticate(self.function)
+        budgets.grant_gateway(self.function, ledger)
         secrets.grant_read(self.function)
         self.api = self._rest_api(throttling_rate_limit, throttling_burst_limit)
 
     # --- Lambda ---------------------------------------------------------------------------------------
 
-    def _function(self, layers: Sequence[lambda_.ILayerVersion], ledger: LedgerTable,
-                  code_dir: Path) -> lambda_.Function:
-        self.log_group = logs.LogGroup(
-            self, "FunctionLogs",
-            retention=LOG_RETENTION,
-            # ledger_spill records (rows DynamoDB could not take) live here until replayed.
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        # An explicit role instead of CDK's default one, which attaches the AWS-managed
-        # AWSLambdaBasicExecutionRole (logs:* on every log group): this one may write its own log group only.
-        role = iam.Role(
-            self, "FunctionRole",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="FinOps gateway function: its log group, X-Ray, the ledger table, provider secrets",
-        )
-        self.log_group.grant_write(role)
-        function = lambda_.Function(
-            self, "Function",
+    def _function(self, layers: Sequence[lambda_.ILayerVersion], ledger: LedgerTable, keys: KeysTable,
+                  budgets: Budgets, code_dir: Path) -> lambda_.Function:
+        built = finops_function(
+            self,
+            code_dir=code_dir,
             description="OpenAI-compatible FinOps gateway (cost tags, budgets, routing, ledger)",
-            runtime=lambda_runtime(),
-            architecture=lambda_architecture(),
-            handler=HANDLER,
-            code=lambda_.Code.from_asset(str(code_dir), exclude=["**/__pycache__", "*.pyc", ".gitkeep"]),
-            layers=list(layers),
+            role_description=(
+                "FinOps gateway function: its log group, X-Ray, the ledger, keys and budgets tables, "
+                "budget alerts, provider secrets"
+            ),
+            layers=layers,
             memory_size=1024,
-            timeout=Duration.seconds(60),
-            tracing=lambda_.Tracing.ACTIVE,
-            role=role,
-            log_group=self.log_group,
+            timeout=FUNCTION_TIMEOUT,
             environment={
                 "POWERTOOLS_SERVICE_NAME": "finops-gateway",
                 "POWERTOOLS_METRICS_NAMESPACE": "FinOpsGateway",
                 "FINOPS_LEDGER_TABLE": ledger.table_name,
+                "FINOPS_KEYS_TABLE": keys.table_name,
+                **budgets.environment(),
                 "LOG_LEVEL": "INFO",
             },
         )
-        Validations.of(role).acknowledge(Acknowledgment(
-            id="AwsSolutions::AwsSolutions-IAM5[Resource::*]",
-            reason=(
-                "Only xray:PutTraceSegments and xray:PutTelemetryRecords (added by tracing=ACTIVE) use "
-                "Resource '*': these X-Ray actions support no resource-level permissions."
-            ),
-        ))
-        return function
+        self.log_group = built.log_group
+        return built.function
 
     # --- REST API -------------------------------------------------------------------------------------
 
@@ -170,26 +160,28 @@ class GatewayApi(Construct):
                 templates={"application/json": _envelope(error_type, code)},
             )
 
-        integration = apigw.LambdaIntegration(self.function, proxy=True, allow_test_invoke=False)
+        integration = apigw.LambdaIntegration(self.function, proxy=True, allow_test_invoke=False,
+                                              timeout=INTEGRATION_TIMEOUT)
         v1 = api.root.add_resource("v1")
         chat = v1.add_resource("chat")
         completions = chat.add_resource("completions")
         models = v1.add_resource("models")
-        completions.add_method("POST", integration)
-        models.add_method("GET", integration)
+        self.methods = [completions.add_method("POST", integration), models.add_method("GET", integration)]
         # Wrong method or a path prefix: still the function's answer (405/404 in OpenAI's envelope),
         # not API Gateway's "Missing Authentication Token".
         for resource in (api.root, v1, chat, completions, models):
-            resource.add_method("ANY", integration)
-        api.root.add_proxy(default_integration=integration, any_method=True)
+            self.methods.append(resource.add_method("ANY", integration))
+        proxy = api.root.add_proxy(default_integration=integration, any_method=True)
+        self.methods.append(proxy.any_method)
 
         self._acknowledge_api_findings(api)
         return api
 
     def _acknowledge_api_findings(self, api: apigw.RestApi) -> None:
-        # Method-level: every method of this API is open at the API Gateway layer by design.
+        # Method-level, on this construct's methods only (the admin API's methods are IAM-authorized):
+        # the OpenAI-compatible methods are open at the API Gateway layer by design.
         for rule in ("AwsSolutions-APIG4", "AwsSolutions-COG4"):
-            for method in api.methods:
+            for method in self.methods:
                 Validations.of(method).acknowledge(
                     Acknowledgment(id=f"AwsSolutions::{rule}", reason=VIRTUAL_KEY_AUTH_REASON),
                 )
