@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as targets
@@ -17,6 +18,22 @@ from infra.constructs.ledger_table import LedgerTable
 from infra.runtime import RECONCILER_FUNCTION_DIR
 
 PERIOD = Duration.minutes(5)
+
+
+class _InvokeUnqualified(targets.LambdaInvoke):
+    """``LambdaInvoke`` whose role may invoke the unqualified function only.
+
+    The stock target calls ``grant_invoke``, which also allows ``<function arn>:*`` (every version and
+    alias): a wildcard the schedule never needs, since its target is the unqualified ARN.
+    """
+
+    def __init__(self, func: lambda_.IFunction, **props: object) -> None:
+        super().__init__(func, **props)
+        self._function_arn = func.function_arn
+
+    def _add_target_action_to_role(self, role: iam.IRole) -> None:
+        iam.Grant.add_to_principal(grantee=role, actions=["lambda:InvokeFunction"],
+                                   resource_arns=[self._function_arn])
 
 
 class Reconciler(Construct):
@@ -59,12 +76,25 @@ class Reconciler(Construct):
         self.function, self.log_group = built.function, built.log_group
         budgets.grant_reconcile(self.function, ledger)
 
+        # Own role (instead of the stack-wide SchedulerRoleForTarget-*) with the same confused-deputy
+        # guards: only EventBridge Scheduler, for schedules of this account's default group.
+        stack = Stack.of(self)
+        self.scheduler_role = iam.Role(
+            self, "SchedulerRole",
+            description="EventBridge Scheduler: invoke the FinOps reconciler function",
+            assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com", conditions={"StringEquals": {
+                "aws:SourceAccount": stack.account,
+                "aws:SourceArn": stack.format_arn(service="scheduler", resource="schedule-group",
+                                                  resource_name="default"),
+            }}),
+        )
         self.schedule = scheduler.Schedule(
             self, "Schedule",
             description="Every 5 minutes: reconcile expired budget reservations",
             schedule=scheduler.ScheduleExpression.rate(PERIOD),
-            target=targets.LambdaInvoke(
+            target=_InvokeUnqualified(
                 self.function,
+                role=self.scheduler_role,
                 # Scheduler retries a failed (e.g. throttled) invoke within the period, never into the next run.
                 retry_attempts=2,
                 max_event_age=Duration.minutes(4),

@@ -174,7 +174,10 @@ class BudgetGovernor:
         if refusal.reason in ("loop", "breaker_requests", "breaker_spend"):
             breaker = self.tier(key).breaker
             pk = "breaker#" + cell.scope.replace(":", "#", 1)
-            self.store.trip(pk, breaker.cooldown_seconds * gcra.MICROS)
+            try:
+                self.store.trip(pk, breaker.cooldown_seconds * gcra.MICROS, cell)
+            except StoreUnavailable:
+                logger.warning("could not open the breaker", extra={"pk": pk})
             why = {"loop": "the same prompt repeated too often", "breaker_requests": "request rate",
                    "breaker_spend": "spend rate"}[refusal.reason]
             return CircuitOpen(f"Circuit breaker tripped ({why} over {breaker.window_seconds}s); retry later.",

@@ -333,17 +333,38 @@ class BucketStore:
 
     # --- breaker --------------------------------------------------------------------------------------
 
-    def trip(self, pk: str, cooldown_us: int) -> int:
-        """Open the breaker item ``pk`` until now + cooldown (half-open after it); returns open_until."""
+    def trip(self, pk: str, cooldown_us: int, cell: Cell | None = None) -> int:
+        """Open the breaker item ``pk`` until now + cooldown; returns open_until.
+
+        Half-open: the cell that tripped it is set so that, when the cooldown ends, it has room for exactly
+        one more call. A probe that behaves lets the cell drain; a loop that continues re-trips at once.
+        """
         now = self.now_us()
         open_until = now + cooldown_us
+        breaker = {"TableName": self.table, "Key": {"pk": {"S": pk}},
+                   "UpdateExpression": "SET open_until = :o, tripped_at = :n ADD trips :one",
+                   "ExpressionAttributeValues": {":o": _n(open_until), ":n": _n(now), ":one": _n(1)}}
+        ops = [breaker]
+        if cell is not None:
+            half_open = {":h": _n(open_until + cell.period_us - cell.inc)}
+            if cell.pk == pk:
+                breaker["UpdateExpression"] = "SET open_until = :o, tripped_at = :n, #c = :h ADD trips :one"
+                breaker["ExpressionAttributeNames"] = {"#c": cell.attr}
+                breaker["ExpressionAttributeValues"].update(half_open)
+            else:
+                ops.append({"TableName": self.table, "Key": {"pk": {"S": cell.pk}},
+                            "UpdateExpression": "SET #c = :h", "ExpressionAttributeNames": {"#c": cell.attr},
+                            "ExpressionAttributeValues": half_open})
         try:
-            self.client.update_item(
-                TableName=self.table, Key={"pk": {"S": pk}},
-                UpdateExpression="SET open_until = :o, tripped_at = :n ADD trips :one",
-                ExpressionAttributeValues={":o": _n(open_until), ":n": _n(now), ":one": _n(1)})
+            if len(ops) == 1:
+                self.client.update_item(**ops[0])
+            else:
+                self.client.transact_write_items(TransactItems=[{"Update": op} for op in ops])
         except (ClientError, BotoCoreError) as exc:
             raise StoreUnavailable(str(exc)) from exc
+        with self._lock:
+            if cell is not None:
+                self._estimates[cell.key] = open_until + cell.period_us - cell.inc
         return open_until
 
     # --- reconciliation -------------------------------------------------------------------------------
