@@ -24,8 +24,6 @@ CORE_LAYER_DIR = ROOT / "layers" / "core"
 DEPS_LAYER_DIR = ROOT / "layers" / "deps" / "build"
 STAMP_NAME = ".built"
 GATEWAY_FUNCTION_DIR = ROOT / "functions" / "gateway"
-ADMIN_FUNCTION_DIR = ROOT / "functions" / "admin"
-RECONCILER_FUNCTION_DIR = ROOT / "functions" / "reconciler"
 
 # Lambda's hard limit for a function plus all of its layers, unzipped.
 LAMBDA_UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, Duration, Validations
+from aws_cdk import Acknowledgment, Validations
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
@@ -14,7 +14,10 @@ from constructs import Construct
 from infra.constructs.function import finops_function
 from infra.constructs.gateway_api import INTEGRATION_TIMEOUT
 from infra.constructs.keys_table import KeysTable
-from infra.runtime import ADMIN_FUNCTION_DIR
+from infra.runtime import ROOT
+
+# (Not in infra/runtime.py: a change there rebuilds the deps layer, see the Makefile.)
+ADMIN_FUNCTION_DIR = ROOT / "functions" / "admin"
 
 IAM_AUTH_REASON = (
     "The admin API is for operators and automation with AWS credentials: every method uses "

@@ -76,7 +76,9 @@ class GatewayApi(Construct):
     """``POST /v1/chat/completions``, ``GET /v1/models`` and a catch-all, all proxied to one Lambda.
 
     Every path and method reaches the function (unknown ones answer 404/405 in OpenAI's envelope):
-    the explicit resources also carry ``ANY``, and ``/`` plus ``/{proxy+}`` take everything else.
+    the explicit resources also carry ``ANY``, and ``/`` plus ``/{proxy+}`` take everything else, except
+    the ``/admin`` tree (``AdminApi``), whose explicit resources take precedence over ``/{proxy+}``: a
+    route it does not define gets API Gateway's own 403 (in the DEFAULT_4XX envelope), never this function.
     """
 
     def __init__(

@@ -15,8 +15,9 @@ from constructs import Construct
 from infra.constructs.budgets import Budgets
 from infra.constructs.function import finops_function
 from infra.constructs.ledger_table import LedgerTable
-from infra.runtime import RECONCILER_FUNCTION_DIR
+from infra.runtime import ROOT
 
+RECONCILER_FUNCTION_DIR = ROOT / "functions" / "reconciler"
 PERIOD = Duration.minutes(5)
 
 
@@ -39,7 +40,7 @@ class _InvokeUnqualified(targets.LambdaInvoke):
 class Reconciler(Construct):
     """Books or releases reservations whose gateway call died before settling (``finops.budgets.reconciler``).
 
-    Runs overlapping is safe (ledger rows are written once per request id, reservations are removed
+    Overlapping runs are safe (ledger rows are written once per request id, reservations are removed
     conditionally), so there is no reserved concurrency; the timeout stays below the period anyway.
     A missed run costs nothing but latency: the next one, 5 minutes later, picks the same reservations
     up, hence no Lambda async retries and no dead-letter queue.

@@ -3,11 +3,15 @@
 The app is synthesized once per module (synth costs seconds). It uses the real dependency layer
 (``layers/deps/build``) when ``make layers`` has built it for the current runtime and
 pyproject.toml, and an empty stub otherwise, so these tests never download anything.
+
+Resources are told apart by their logical id prefix, which CDK derives from the construct path
+(``Ledger/Table`` -> ``LedgerTable...``, ``Admin/Function`` -> ``AdminFunction...``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,17 +19,23 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk.assertions import Match, Template
 from cdk_nag import AwsSolutionsChecks
+from finops.budgets.table import TTL_ATTRIBUTE, BudgetItem
+from finops.keys.model import ApiKey
 from finops.ledger.model import LedgerRow
+from finops.settings import Settings
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection, LocalSecondaryIndex
 from pynamodb.models import Model
 
 from infra.app import STACK_NAME, build_app
+from infra.constructs.admin_api import ADMIN_FUNCTION_DIR
 from infra.constructs.layers import DepsLayerNotBuilt, GatewayLayers, check_deps_build
 from infra.constructs.ledger_table import model_table_schema
+from infra.constructs.model_table import ModelTable
 from infra.runtime import (
     DEPS_LAYER_DIR,
     LAMBDA_ARCH,
@@ -38,6 +48,11 @@ from infra.runtime import (
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
 REPORT = "validation-report.json"
+TABLE, FUNCTION, POLICY = "AWS::DynamoDB::Table", "AWS::Lambda::Function", "AWS::IAM::Policy"
+# logical id prefix -> the PynamoDB model the table is built from
+TABLES = {"LedgerTable": LedgerRow, "KeysTable": ApiKey, "BudgetsTable": BudgetItem}
+# logical id prefix of each function (and of its FunctionRole / FunctionLogs)
+FUNCTIONS = ("GatewayFunction", "AdminFunction", "ReconcilerFunction")
 
 
 @dataclass
@@ -54,10 +69,14 @@ class Synth:
     def resources(self, cfn_type: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.template["Resources"].items() if v["Type"] == cfn_type}
 
-    def one(self, cfn_type: str) -> tuple[str, dict[str, Any]]:
-        found = self.resources(cfn_type)
-        assert len(found) == 1, f"expected one {cfn_type}, found {sorted(found)}"
+    def one(self, cfn_type: str, prefix: str = "") -> tuple[str, dict[str, Any]]:
+        """The single ``cfn_type`` resource whose logical id starts with ``prefix``."""
+        found = {k: v for k, v in self.resources(cfn_type).items() if k.startswith(prefix)}
+        assert len(found) == 1, f"expected one {cfn_type} {prefix}*, found {sorted(found)}"
         return next(iter(found.items()))
+
+    def id_of(self, cfn_type: str, prefix: str = "") -> str:
+        return self.one(cfn_type, prefix)[0]
 
 
 def _stub_deps_layer(root: Path) -> Path:
@@ -97,6 +116,40 @@ def _findings(violations: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return {(v["ruleName"], c["constructPath"]) for v in violations for c in v["violatingConstructs"]}
 
 
+def _actions(statement: dict[str, Any]) -> list[str]:
+    return [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+
+
+def _getatt(logical_id: str, attribute: str = "Arn") -> dict[str, Any]:
+    return {"Fn::GetAtt": [logical_id, attribute]}
+
+
+def _index_arn(table_id: str, index: str) -> dict[str, Any]:
+    return {"Fn::Join": ["", [_getatt(table_id), f"/index/{index}"]]}
+
+
+def _grants(synth: Synth, function: str) -> dict[tuple[str, str | None], set[str]]:
+    """(resource as JSON, kms:ViaService service or None) -> allowed actions, for one function's role."""
+    role_id = synth.id_of("AWS::IAM::Role", f"{function}Role")
+    policy_id, policy = synth.one(POLICY, f"{function}RoleDefaultPolicy")
+    assert policy["Properties"]["Roles"] == [{"Ref": role_id}]
+    attached = [pid for pid, p in synth.resources(POLICY).items() if {"Ref": role_id} in p["Properties"]["Roles"]]
+    assert attached == [policy_id], "one policy per function role"
+    grants: dict[tuple[str, str | None], set[str]] = {}
+    for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+        assert statement["Effect"] == "Allow"
+        via = statement.get("Condition", {}).get("StringEquals", {}).get("kms:ViaService")
+        service = via["Fn::Join"][1][0].rstrip(".") if via else None
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for resource in resources:
+            grants.setdefault((json.dumps(resource, sort_keys=True), service), set()).update(_actions(statement))
+    return grants
+
+
+def _g(resource: Any, service: str | None = None) -> tuple[str, str | None]:
+    return json.dumps(resource, sort_keys=True), service
+
+
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     outdir = tmp_path_factory.mktemp("cdk.out")
@@ -130,12 +183,36 @@ def test_every_acknowledgment_is_specific_and_narrow(synth: Synth) -> None:
     assert {f["acknowledgedId"].removeprefix("AwsSolutions::") for f in suppressed} == {
         "AwsSolutions-APIG2",  # validation in the Lambda (OpenAI error envelope)
         "AwsSolutions-APIG3",  # WAF optional
-        "AwsSolutions-APIG4", "AwsSolutions-COG4",  # virtual keys checked in the Lambda
+        "AwsSolutions-APIG4",  # OpenAI-compatible methods: virtual keys checked in the Lambda
+        "AwsSolutions-COG4",  # ... those, and the admin methods: IAM (SigV4) instead of Cognito
         "AwsSolutions-SMG4",  # third-party API keys: manual rotation
         "AwsSolutions-IAM5[Resource::*]",  # X-Ray has no resource-level permissions
         "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
         "AmazonAPIGatewayPushToCloudWatchLogs]",  # API Gateway's account CloudWatch role
     }
+
+
+def _acknowledged_at(synth: Synth, rule: str) -> dict[str, str]:
+    """acknowledgedAt -> reason, for every acknowledgment of ``rule``."""
+    return {f["acknowledgedAt"]: f["reason"] for f in _nag(synth.report)["suppressedViolations"]
+            if f["acknowledgedId"] == f"AwsSolutions::{rule}"}
+
+
+def test_acknowledgments_sit_on_exactly_the_constructs_they_explain(synth: Synth) -> None:
+    stack, methods = STACK_NAME, f"{STACK_NAME}/Gateway/Api/Default"
+    # X-Ray's Resource '*': the three function roles, nothing else (the scheduler role has no wildcard)
+    assert set(_acknowledged_at(synth, "AwsSolutions-IAM5[Resource::*]")) == {
+        f"{stack}/Gateway/FunctionRole", f"{stack}/Admin/FunctionRole", f"{stack}/Reconciler/FunctionRole"}
+    # APIG4 (no authorization): the OpenAI-compatible methods only; the admin methods use IAM.
+    open_methods = set(_acknowledged_at(synth, "AwsSolutions-APIG4"))
+    assert len(open_methods) == 8
+    assert all(path.startswith(f"{methods}/") and "/admin" not in path for path in open_methods)
+    # COG4 (no Cognito): those plus every admin method, with the IAM reason on the admin ones.
+    cognito = _acknowledged_at(synth, "AwsSolutions-COG4")
+    admin = {path: reason for path, reason in cognito.items() if path.startswith(f"{methods}/admin/")}
+    assert set(cognito) == open_methods | set(admin)
+    assert len(admin) == len(ADMIN_ROUTES)
+    assert all("AWS_IAM" in reason and "SigV4" in reason for reason in admin.values())
 
 
 def test_cdk_nag_reports_violations_and_honours_acknowledgments(tmp_path: Path) -> None:
@@ -162,43 +239,79 @@ def test_cdk_nag_reports_violations_and_honours_acknowledgments(tmp_path: Path) 
             ("AwsSolutions-S10", "NagCanary/Acknowledged/Resource")} <= _findings(nag["suppressedViolations"])
 
 
-# --- ledger table -------------------------------------------------------------------------------------
+# --- tables -------------------------------------------------------------------------------------------
 
 
-def test_table_keys_are_the_pynamodb_models(synth: Synth) -> None:
-    schema = LedgerRow._get_schema()
-    _, table = synth.one("AWS::DynamoDB::Table")
+@pytest.mark.parametrize(("prefix", "model"), TABLES.items(), ids=list(TABLES))
+def test_table_keys_are_the_pynamodb_models(synth: Synth, prefix: str, model: type[Model]) -> None:
+    schema = model._get_schema()
+    _, table = synth.one(TABLE, prefix)
     props = table["Properties"]
 
     assert props["KeySchema"] == schema["key_schema"]
-    assert props["KeySchema"] == [{"AttributeName": LedgerRow._hash_keyname, "KeyType": "HASH"}]
+    assert props["KeySchema"] == [{"AttributeName": model._hash_keyname, "KeyType": "HASH"}]
     assert sorted(props["AttributeDefinitions"], key=str) == sorted(schema["attribute_definitions"], key=str)
     expected_gsis = [
         {"IndexName": i["index_name"], "KeySchema": i["key_schema"], "Projection": i["projection"]}
         for i in schema["global_secondary_indexes"]
     ]
-    assert props["GlobalSecondaryIndexes"] == expected_gsis
-    assert props["GlobalSecondaryIndexes"] == [{
+    assert props.get("GlobalSecondaryIndexes", []) == expected_gsis
+    assert "LocalSecondaryIndexes" not in props
+
+
+def test_table_schemas_are_the_expected_ones(synth: Synth) -> None:
+    """The derived schemas pinned: a model change that alters a table shows up here on purpose."""
+    ledger = synth.one(TABLE, "LedgerTable")[1]["Properties"]
+    assert ledger["GlobalSecondaryIndexes"] == [{
         "IndexName": "by_day",
         "KeySchema": [{"AttributeName": "day_shard", "KeyType": "HASH"},
                       {"AttributeName": "ts", "KeyType": "RANGE"}],
         "Projection": {"ProjectionType": "ALL"},
     }]
-    assert "LocalSecondaryIndexes" not in props
+    keys = synth.one(TABLE, "KeysTable")[1]["Properties"]
+    assert keys["KeySchema"] == [{"AttributeName": "key_hash", "KeyType": "HASH"}]
+    assert keys["GlobalSecondaryIndexes"] == [{
+        "IndexName": "by_key_id",
+        "KeySchema": [{"AttributeName": "key_id", "KeyType": "HASH"}],
+        "Projection": {"ProjectionType": "ALL"},
+    }]
+    budgets = synth.one(TABLE, "BudgetsTable")[1]["Properties"]
+    assert budgets["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert budgets["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
+    assert "GlobalSecondaryIndexes" not in budgets
 
 
-def test_table_is_protected_and_encrypted_with_the_cmk(synth: Synth) -> None:
+def test_budgets_table_expires_items_on_the_models_ttl_attribute(synth: Synth) -> None:
+    assert isinstance(BudgetItem.get_attributes()[TTL_ATTRIBUTE], NumberAttribute)
+    budgets = synth.one(TABLE, "BudgetsTable")[1]["Properties"]
+    assert budgets["TimeToLiveSpecification"] == {"AttributeName": TTL_ATTRIBUTE, "Enabled": True}
+    assert TTL_ATTRIBUTE == "expires_at"
+    for other in ("LedgerTable", "KeysTable"):
+        assert "TimeToLiveSpecification" not in synth.one(TABLE, other)[1]["Properties"]
+
+
+@pytest.mark.parametrize("prefix", list(TABLES))
+def test_table_is_protected_and_encrypted_with_the_cmk(synth: Synth, prefix: str) -> None:
     key_id, key = synth.one("AWS::KMS::Key")
     assert key["Properties"]["EnableKeyRotation"] is True
-    _, table = synth.one("AWS::DynamoDB::Table")
+    assert key["DeletionPolicy"] == "Retain"
+    _, table = synth.one(TABLE, prefix)
     props = table["Properties"]
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
-    assert props["SSESpecification"] == {
-        "SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Fn::GetAtt": [key_id, "Arn"]},
-    }
+    assert props["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": _getatt(key_id)}
     assert props["DeletionProtectionEnabled"] is True
     assert table["DeletionPolicy"] == "Retain"
+    assert table["UpdateReplacePolicy"] == "Retain"
+
+
+def test_model_table_rejects_a_ttl_attribute_the_model_cannot_hold(tmp_path: Path) -> None:
+    stack = cdk.Stack(cdk.App(outdir=str(tmp_path)), "TtlCheck")
+    key = kms.Key(stack, "Key")
+    with pytest.raises(ValueError, match="number attribute 'pk'"):
+        ModelTable(stack, "StringTtl", model=BudgetItem, encryption_key=key, time_to_live_attribute="pk")
+    with pytest.raises(ValueError, match="'missing'"):
+        ModelTable(stack, "MissingTtl", model=BudgetItem, encryption_key=key, time_to_live_attribute="missing")
 
 
 def test_model_table_schema_handles_range_keys_lsis_and_projections() -> None:
@@ -240,85 +353,244 @@ def test_model_table_schema_handles_range_keys_lsis_and_projections() -> None:
     assert (lsi["index_name"], lsi["sort_key"].name) == ("by_name", "name")
 
 
-# --- Lambda -------------------------------------------------------------------------------------------
+# --- Lambda functions ---------------------------------------------------------------------------------
 
 
-def test_function_runtime_tracing_memory_and_env(synth: Synth) -> None:
-    table_id, _ = synth.one("AWS::DynamoDB::Table")
-    _, function = synth.one("AWS::Lambda::Function")
+@pytest.mark.parametrize("prefix", FUNCTIONS)
+def test_functions_share_runtime_layers_tracing_and_have_own_role_and_logs(synth: Synth, prefix: str) -> None:
+    _, function = synth.one(FUNCTION, prefix)
     props = function["Properties"]
     assert props["Runtime"] == f"python{LAMBDA_PYTHON}"
     assert props["Architectures"] == [LAMBDA_ARCH]
     assert props["Handler"] == "handler.lambda_handler"
     assert props["TracingConfig"] == {"Mode": "Active"}
-    assert props["MemorySize"] == 1024
-    assert props["Timeout"] == 60
-    assert props["Environment"]["Variables"] == {
-        "POWERTOOLS_SERVICE_NAME": "finops-gateway",
-        "POWERTOOLS_METRICS_NAMESPACE": "FinOpsGateway",
-        "FINOPS_LEDGER_TABLE": {"Ref": table_id},
-        "LOG_LEVEL": "INFO",
-    }
-    log_group = props["LoggingConfig"]["LogGroup"]["Ref"]
-    assert synth.template["Resources"][log_group]["Properties"]["RetentionInDays"] == 365
-
-
-def test_function_has_the_core_and_deps_layers(synth: Synth) -> None:
     layers = synth.resources("AWS::Lambda::LayerVersion")
     assert len(layers) == 2
+    assert sorted(ref["Ref"] for ref in props["Layers"]) == sorted(layers)
+    role_id = synth.id_of("AWS::IAM::Role", f"{prefix}Role")
+    assert props["Role"] == _getatt(role_id)
+    role = synth.template["Resources"][role_id]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [
+        {"Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}}]
+    assert "ManagedPolicyArns" not in role  # no AWSLambdaBasicExecutionRole (logs:* everywhere)
+    log_group_id = synth.id_of("AWS::Logs::LogGroup", f"{prefix}Logs")
+    assert props["LoggingConfig"]["LogGroup"] == {"Ref": log_group_id}
+    log_group = synth.template["Resources"][log_group_id]
+    assert log_group["Properties"]["RetentionInDays"] == 365
+    assert log_group["DeletionPolicy"] == "Retain"
+
+
+def test_layers_target_the_runtime_and_core_and_deps_exist(synth: Synth) -> None:
+    layers = synth.resources("AWS::Lambda::LayerVersion")
     for layer in layers.values():
         assert layer["Properties"]["CompatibleRuntimes"] == [f"python{LAMBDA_PYTHON}"]
         assert layer["Properties"]["CompatibleArchitectures"] == [LAMBDA_ARCH]
-    _, function = synth.one("AWS::Lambda::Function")
-    assert sorted(ref["Ref"] for ref in function["Properties"]["Layers"]) == sorted(layers)
     assert any("Core" in layer_id for layer_id in layers) and any("Deps" in layer_id for layer_id in layers)
+    # no other functions (e.g. CDK custom-resource handlers) crept in
+    assert sorted(synth.resources(FUNCTION)) == sorted(synth.id_of(FUNCTION, p) for p in FUNCTIONS)
 
 
-def test_function_role_is_least_privilege(synth: Synth) -> None:
-    table_id, _ = synth.one("AWS::DynamoDB::Table")
-    _, role = synth.one("AWS::IAM::Policy")
-    statements = role["Properties"]["PolicyDocument"]["Statement"]
-    as_list = [[s["Action"]] if isinstance(s["Action"], str) else s["Action"] for s in statements]
-    actions = {action for group in as_list for action in group}
-    assert {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"} <= actions
+def test_function_environments(synth: Synth) -> None:
+    ref = {prefix: {"Ref": synth.id_of(TABLE, prefix)} for prefix in TABLES}
+    topic = {"Ref": synth.id_of("AWS::SNS::Topic")}
+    bus = {"Ref": synth.id_of("AWS::Events::EventBus")}
+    expected = {
+        "GatewayFunction": {
+            "POWERTOOLS_SERVICE_NAME": "finops-gateway",
+            "POWERTOOLS_METRICS_NAMESPACE": "FinOpsGateway",
+            "FINOPS_LEDGER_TABLE": ref["LedgerTable"],
+            "FINOPS_KEYS_TABLE": ref["KeysTable"],
+            "FINOPS_BUDGETS_TABLE": ref["BudgetsTable"],
+            "FINOPS_ALERTS_TOPIC_ARN": topic,
+            "FINOPS_ALERTS_EVENT_BUS": bus,
+            "LOG_LEVEL": "INFO",
+        },
+        "AdminFunction": {
+            "POWERTOOLS_SERVICE_NAME": "finops-admin",
+            "FINOPS_KEYS_TABLE": ref["KeysTable"],
+            "LOG_LEVEL": "INFO",
+        },
+        "ReconcilerFunction": {
+            "POWERTOOLS_SERVICE_NAME": "finops-reconciler",
+            "POWERTOOLS_METRICS_NAMESPACE": "FinOpsGateway",  # the handler emits metrics
+            "FINOPS_LEDGER_TABLE": ref["LedgerTable"],
+            "FINOPS_BUDGETS_TABLE": ref["BudgetsTable"],
+            "LOG_LEVEL": "INFO",
+        },
+    }
+    for prefix, env in expected.items():
+        assert synth.one(FUNCTION, prefix)[1]["Properties"]["Environment"]["Variables"] == env, prefix
+        # every FINOPS_ variable is a setting finops.settings actually reads
+        for name in env:
+            if name.startswith("FINOPS_"):
+                assert name.removeprefix("FINOPS_").lower() in Settings.model_fields, name
+
+
+def test_function_sizes_and_timeouts(synth: Synth) -> None:
+    props = {p: synth.one(FUNCTION, p)[1]["Properties"] for p in FUNCTIONS}
+    assert (props["GatewayFunction"]["MemorySize"], props["GatewayFunction"]["Timeout"]) == (1024, 60)
+    assert props["AdminFunction"]["Timeout"] == 29  # the REST integration timeout
+    assert props["ReconcilerFunction"]["Timeout"] < 5 * 60  # below the schedule period
+
+
+# --- IAM ----------------------------------------------------------------------------------------------
+
+
+def _xray_and_logs(synth: Synth, prefix: str) -> dict[tuple[str, str | None], set[str]]:
+    return {
+        _g(_getatt(synth.id_of("AWS::Logs::LogGroup", f"{prefix}Logs"))): {"logs:CreateLogStream",
+                                                                           "logs:PutLogEvents"},
+        _g("*"): {"xray:PutTraceSegments", "xray:PutTelemetryRecords"},
+    }
+
+
+DYNAMODB_KMS = {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"}
+
+
+def test_gateway_role_is_least_privilege(synth: Synth) -> None:
+    ledger, keys, budgets = (synth.id_of(TABLE, p) for p in TABLES)
+    key = _getatt(synth.id_of("AWS::KMS::Key"))
+    grants = _grants(synth, "GatewayFunction")
+    secrets = {_g({"Ref": sid}): {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
+               for sid in synth.resources("AWS::SecretsManager::Secret")}
+    assert grants == {
+        **_xray_and_logs(synth, "GatewayFunction"),
+        # ledger rows: LedgerRepository (conditional PutItem, GetItem, Query by_day) and the settlement
+        # transaction's Put (TransactWriteItems is authorized per item: PutItem)
+        _g(_getatt(ledger)): {"dynamodb:PutItem", "dynamodb:GetItem"},
+        _g(_index_arn(ledger, "by_day")): {"dynamodb:Query"},
+        _g(_getatt(keys)): {"dynamodb:GetItem"},  # authenticate
+        # admission/settlement updates (alone or in a transaction), state reads, alert markers
+        _g(_getatt(budgets)): {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem"},
+        _g(key, "dynamodb"): DYNAMODB_KMS,
+        _g({"Ref": synth.id_of("AWS::SNS::Topic")}): {"sns:Publish"},
+        _g(key, "sns"): {"kms:GenerateDataKey", "kms:Decrypt"},
+        _g(_getatt(synth.id_of("AWS::Events::EventBus"))): {"events:PutEvents"},
+        **secrets,
+    }
+    actions = set().union(*grants.values())
+    assert "dynamodb:ConditionCheckItem" not in actions
     assert not any(a.endswith("*") for a in actions), actions
-    query = next(s for s in statements if s["Action"] == "dynamodb:Query")
-    assert query["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [table_id, "Arn"]}, "/index/by_day"]]}
-    wildcard = [s for s in statements if s["Resource"] == "*"]
-    assert [sorted(s["Action"]) for s in wildcard] == [["xray:PutTelemetryRecords", "xray:PutTraceSegments"]]
-    # No AWS-managed policies on the function's role (only API Gateway's account role has one).
-    roles = synth.resources("AWS::IAM::Role")
-    lambda_roles = [r for r in roles.values()
-                    if "lambda.amazonaws.com" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])]
-    assert len(lambda_roles) == 1 and "ManagedPolicyArns" not in lambda_roles[0]["Properties"]
+
+
+def test_admin_role_manages_keys_only(synth: Synth) -> None:
+    keys = synth.id_of(TABLE, "KeysTable")
+    assert _grants(synth, "AdminFunction") == {
+        **_xray_and_logs(synth, "AdminFunction"),
+        _g(_getatt(keys)): {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Scan"},
+        _g(_index_arn(keys, "by_key_id")): {"dynamodb:Query"},
+        _g(_getatt(synth.id_of("AWS::KMS::Key")), "dynamodb"): DYNAMODB_KMS,
+    }
+
+
+def test_reconciler_role_scans_budgets_and_appends_to_the_ledger(synth: Synth) -> None:
+    assert _grants(synth, "ReconcilerFunction") == {
+        **_xray_and_logs(synth, "ReconcilerFunction"),
+        _g(_getatt(synth.id_of(TABLE, "BudgetsTable"))): {"dynamodb:Scan", "dynamodb:UpdateItem",
+                                                          "dynamodb:GetItem"},
+        _g(_getatt(synth.id_of(TABLE, "LedgerTable"))): {"dynamodb:PutItem", "dynamodb:GetItem"},
+        _g(_getatt(synth.id_of("AWS::KMS::Key")), "dynamodb"): DYNAMODB_KMS,
+    }
+
+
+def test_gateway_policy_allows_the_budget_calls(synth: Synth) -> None:
+    """The same, in CDK's assertion style: the statements the budget engine depends on."""
+    role_id = synth.id_of("AWS::IAM::Role", "GatewayFunctionRole")
+    for action, resource in (
+        (Match.array_with(["dynamodb:UpdateItem"]), _getatt(synth.id_of(TABLE, "BudgetsTable"))),
+        (Match.array_with(["dynamodb:PutItem"]), _getatt(synth.id_of(TABLE, "LedgerTable"))),
+        ("sns:Publish", {"Ref": synth.id_of("AWS::SNS::Topic")}),
+        ("events:PutEvents", _getatt(synth.id_of("AWS::Events::EventBus"))),
+    ):
+        synth.assertions.has_resource_properties(POLICY, {
+            "Roles": [{"Ref": role_id}],
+            "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
+                "Action": action,
+                "Effect": "Allow",
+                "Resource": resource,
+            })])},
+        })
 
 
 # --- secrets ------------------------------------------------------------------------------------------
 
 
-def test_provider_secrets_exist_encrypted_and_readable_by_the_function(synth: Synth) -> None:
+def test_provider_secrets_exist_encrypted_and_readable_by_the_gateway(synth: Synth) -> None:
     key_id, _ = synth.one("AWS::KMS::Key")
     secrets = synth.resources("AWS::SecretsManager::Secret")
     by_name = {s["Properties"]["Name"]: sid for sid, s in secrets.items()}
     assert set(by_name) == {"finops/providers/openai", "finops/providers/groq"}
     for secret_id in by_name.values():
-        assert secrets[secret_id]["Properties"]["KmsKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
-        synth.assertions.has_resource_properties("AWS::IAM::Policy", {
+        assert secrets[secret_id]["Properties"]["KmsKeyId"] == _getatt(key_id)
+        synth.assertions.has_resource_properties(POLICY, {
             "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
                 "Action": Match.array_with(["secretsmanager:GetSecretValue"]),
                 "Effect": "Allow",
                 "Resource": {"Ref": secret_id},
             })])},
         })
-    # ... and may decrypt them, through Secrets Manager only
-    role_id, _ = next((rid, r) for rid, r in synth.resources("AWS::IAM::Role").items()
-                      if "lambda.amazonaws.com" in json.dumps(r))
+    # ... and may decrypt them, through Secrets Manager only; no other function may
+    role_id = synth.id_of("AWS::IAM::Role", "GatewayFunctionRole")
     key_policy = synth.template["Resources"][key_id]["Properties"]["KeyPolicy"]["Statement"]
-    assert any(s["Principal"] == {"AWS": {"Fn::GetAtt": [role_id, "Arn"]}} and "kms:Decrypt" in s["Action"]
+    assert any(s["Principal"] == {"AWS": _getatt(role_id)} and "kms:Decrypt" in s["Action"]
                and "secretsmanager." in json.dumps(s["Condition"]) for s in key_policy)
+    for other in ("AdminFunction", "ReconcilerFunction"):
+        assert not any("secretsmanager" in resource or "Secret" in resource
+                       for resource, _ in _grants(synth, other)), other
+
+
+# --- budget alerts ------------------------------------------------------------------------------------
+
+
+def test_alerts_topic_is_encrypted_and_ssl_only(synth: Synth) -> None:
+    key_id = synth.id_of("AWS::KMS::Key")
+    topic_id, topic = synth.one("AWS::SNS::Topic")
+    assert topic["Properties"]["KmsMasterKeyId"] == _getatt(key_id)
+    _, policy = synth.one("AWS::SNS::TopicPolicy")
+    assert policy["Properties"]["Topics"] == [{"Ref": topic_id}]
+    assert any(s["Effect"] == "Deny" and "sns:Publish" in _actions(s) and s["Principal"] == "*"
+               and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+               for s in policy["Properties"]["PolicyDocument"]["Statement"])
+
+
+def test_alerts_event_bus(synth: Synth) -> None:
+    _, bus = synth.one("AWS::Events::EventBus")
+    assert bus["Properties"]["Name"] == "finops-budgets"
+    assert "Policy" not in bus["Properties"]  # no cross-account access (cdk-nag EVB1)
+
+
+# --- reconciler schedule ------------------------------------------------------------------------------
+
+
+def test_reconciler_runs_every_five_minutes_on_eventbridge_scheduler(synth: Synth) -> None:
+    function_id = synth.id_of(FUNCTION, "ReconcilerFunction")
+    _, schedule = synth.one("AWS::Scheduler::Schedule")
+    props = schedule["Properties"]
+    assert props["ScheduleExpression"] == "rate(5 minutes)"
+    assert props["State"] == "ENABLED"
+    assert props["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    target = props["Target"]
+    assert target["Arn"] == _getatt(function_id)
+    # the scheduler's role may invoke exactly that function (unqualified: no "<arn>:*"), nothing else
+    role_id = target["RoleArn"]["Fn::GetAtt"][0]
+    trust = synth.template["Resources"][role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Principal"] for s in trust] == [{"Service": "scheduler.amazonaws.com"}]
+    assert "aws:SourceAccount" in trust[0]["Condition"]["StringEquals"]
+    policies = [p for p in synth.resources(POLICY).values() if {"Ref": role_id} in p["Properties"]["Roles"]]
+    assert [p["Properties"]["PolicyDocument"]["Statement"] for p in policies] == [[
+        {"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": _getatt(function_id)}]]
 
 
 # --- REST API -----------------------------------------------------------------------------------------
+
+
+def _handler_routes(handler: Path) -> set[tuple[str, str]]:
+    """(API Gateway path, method) of every ``@app.<method>("<path>")`` route in a Powertools handler."""
+    routes = re.findall(r'@app\.(get|post|put|patch|delete)\("([^"]+)"\)', handler.read_text())
+    return {(re.sub(r"<(\w+)>", r"{\1}", path), method.upper()) for method, path in routes}
+
+
+ADMIN_ROUTES = _handler_routes(ADMIN_FUNCTION_DIR / "handler.py")
 
 
 def _paths(synth: Synth) -> dict[str, str]:
@@ -336,19 +608,45 @@ def _paths(synth: Synth) -> dict[str, str]:
     return {rid: path({"Ref": rid}) for rid in resources}
 
 
-def test_api_routes_reach_the_function(synth: Synth) -> None:
+def _methods(synth: Synth) -> dict[tuple[str, str], dict[str, Any]]:
     paths = _paths(synth)
-    function_id, _ = synth.one("AWS::Lambda::Function")
-    routes = set()
+    methods = {}
     for method in synth.resources("AWS::ApiGateway::Method").values():
         props = method["Properties"]
         ref = props["ResourceId"]
-        routes.add((paths[ref["Ref"]] if "Ref" in ref else "/", props["HttpMethod"]))
-        assert props["AuthorizationType"] == "NONE"  # virtual keys are checked in the Lambda
+        methods[(paths[ref["Ref"]] if "Ref" in ref else "/", props["HttpMethod"])] = props
+    return methods
+
+
+def test_admin_routes_are_iam_authorized_and_reach_the_admin_function(synth: Synth) -> None:
+    assert len(ADMIN_ROUTES) == 5, ADMIN_ROUTES  # the handler parsed as expected
+    admin_function = synth.id_of(FUNCTION, "AdminFunction")
+    admin = {route: props for route, props in _methods(synth).items() if route[0].startswith("/admin")}
+    assert set(admin) == ADMIN_ROUTES
+    for route, props in admin.items():
+        assert props["AuthorizationType"] == "AWS_IAM", route
         assert props["Integration"]["Type"] == "AWS_PROXY"
-        assert function_id in json.dumps(props["Integration"]["Uri"])
+        assert admin_function in json.dumps(props["Integration"]["Uri"])
+    # the admin function may be invoked by API Gateway for the admin routes only
+    for permission in synth.resources("AWS::Lambda::Permission").values():
+        if permission["Properties"]["FunctionName"] == _getatt(admin_function):
+            assert "/admin/keys" in json.dumps(permission["Properties"]["SourceArn"])
+
+
+def test_openai_routes_are_open_and_reach_the_gateway_function(synth: Synth) -> None:
+    gateway_function = synth.id_of(FUNCTION, "GatewayFunction")
+    routes = {route: props for route, props in _methods(synth).items() if not route[0].startswith("/admin")}
+    for route, props in routes.items():
+        assert props["AuthorizationType"] == "NONE", route  # virtual keys are checked in the Lambda
+        assert props["Integration"]["Type"] == "AWS_PROXY"
+        assert gateway_function in json.dumps(props["Integration"]["Uri"])
     expected = {("/v1/chat/completions", "POST"), ("/v1/models", "GET"), ("/{proxy+}", "ANY"), ("/", "ANY")}
-    assert expected <= routes
+    assert expected <= set(routes)
+
+
+def test_every_integration_states_the_29_second_timeout(synth: Synth) -> None:
+    for route, props in _methods(synth).items():
+        assert props["Integration"]["TimeoutInMillis"] == 29_000, route
 
 
 def test_prod_stage_logs_traces_and_throttles(synth: Synth) -> None:
@@ -371,10 +669,15 @@ def test_prod_stage_logs_traces_and_throttles(synth: Synth) -> None:
 
 def test_outputs(synth: Synth) -> None:
     outputs = synth.template["Outputs"]
-    assert {"ApiUrl", "OpenAIBaseUrl", "LedgerTableName", "OpenaiSecretArn", "GroqSecretArn"} <= set(outputs)
-    table_id, _ = synth.one("AWS::DynamoDB::Table")
-    assert outputs["LedgerTableName"]["Value"] == {"Ref": table_id}
+    assert {"ApiUrl", "OpenAIBaseUrl", "AdminKeysUrl", "LedgerTableName", "KeysTableName", "BudgetsTableName",
+            "AlertsTopicArn", "AlertsEventBusName", "OpenaiSecretArn", "GroqSecretArn"} <= set(outputs)
+    for name, prefix in (("LedgerTableName", "LedgerTable"), ("KeysTableName", "KeysTable"),
+                         ("BudgetsTableName", "BudgetsTable")):
+        assert outputs[name]["Value"] == {"Ref": synth.id_of(TABLE, prefix)}
+    assert outputs["AlertsTopicArn"]["Value"] == {"Ref": synth.id_of("AWS::SNS::Topic")}
+    assert outputs["AlertsEventBusName"]["Value"] == {"Ref": synth.id_of("AWS::Events::EventBus")}
     assert "execute-api" in json.dumps(outputs["ApiUrl"]["Value"])
+    assert "/admin/keys" in json.dumps(outputs["AdminKeysUrl"]["Value"])
 
 
 # --- deps layer guard ---------------------------------------------------------------------------------
