@@ -48,16 +48,21 @@ class AlertPublisher:
                 with self._lock:
                     if marker in self._sent:
                         continue
-                    self._sent.add(marker)
                 event = {"scope": cell.scope, "day": day, "threshold": str(threshold),
                          "spent_usd": str(budget.quantize(Decimal("0.000001"))),
                          "daily_budget_usd": str(daily.quantize(Decimal("0.000001")))}
-                if self._claim(marker, now_us):
+                claimed = self._claim(marker, now_us)
+                if claimed is None:  # the marker store failed: try again on a later call
+                    continue
+                with self._lock:
+                    self._sent.add(marker)
+                if claimed:
                     self._publish(event)
                     sent.append(event)
         return sent
 
-    def _claim(self, marker: str, now_us: int) -> bool:
+    def _claim(self, marker: str, now_us: int) -> bool | None:
+        """True: ours to publish. False: already published today. None: could not tell."""
         try:
             self.dynamodb.put_item(
                 TableName=self.table,
@@ -65,12 +70,13 @@ class AlertPublisher:
                 ConditionExpression="attribute_not_exists(pk)")
             return True
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                logger.warning("alert marker write failed", extra={"marker": marker})
-            return False
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            logger.warning("alert marker write failed", extra={"marker": marker})
+            return None
         except BotoCoreError:
             logger.warning("alert marker write failed", extra={"marker": marker})
-            return False
+            return None
 
     def _publish(self, event: dict[str, Any]) -> None:
         pct = int(Decimal(event["threshold"]) * 100)

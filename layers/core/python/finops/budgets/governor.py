@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -33,9 +34,28 @@ def prompt_hash(model: str, messages: list[dict[str, Any]]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
+def _remaining(cell: Cell, state: int | None, now: int) -> Decimal:
+    if cell.is_counter:
+        return max(ZERO, cell.capacity - (state or 0))
+    return gcra.remaining(state, now, cell.capacity, cell.period_us)
+
+
+def utc_day(now_us: int) -> tuple[str, int]:
+    """The UTC day containing ``now_us`` and the microsecond at which it ends."""
+    day_start = now_us - now_us % gcra.DAY_US
+    return datetime.fromtimestamp(day_start / gcra.MICROS, UTC).strftime("%Y-%m-%d"), day_start + gcra.DAY_US
+
+
 def _money(value: Decimal) -> str:
     text = format(value.quantize(Decimal("0.000001")).normalize(), "f")
     return "0" if text in ("-0", "") else text
+
+
+@dataclass(frozen=True)
+class TaxedScope:
+    cell: Cell
+    daily_usd: Decimal
+    multiplier: Decimal
 
 
 @dataclass
@@ -46,14 +66,33 @@ class Ticket:
     worst_usd: Decimal
     admission: Admission | None
     bypassed: bool = False
-    tax_multiplier: Decimal | None = None
-    taxed_fraction: Decimal = ZERO
+    taxed: list[TaxedScope] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
 
-    def tax_on(self, cost: Decimal) -> Decimal:
-        if self.tax_multiplier is None or not self.taxed_fraction:
+    def used(self, cell: Cell, actual: Decimal, succeeded: bool) -> int:
+        """Units ``cell`` consumed for a call that cost ``actual`` (0 if it failed)."""
+        if not succeeded:
+            return 0
+        if cell.is_counter or cell.kind == "cap":
+            return cell.inc
+        if self.worst_usd <= 0:
+            return 0
+        # The reserved share actual/worst, rounded up; above the reservation when the call cost more.
+        return int((Decimal(cell.inc) * actual / self.worst_usd).to_integral_value(rounding="ROUND_CEILING"))
+
+    def tax_on(self, actual: Decimal) -> Decimal:
+        """Tax-mode surcharge: the part of ``actual`` that landed above a taxed scope's daily budget, times
+        (multiplier - 1); the largest over the scopes charged."""
+        if self.admission is None:
             return ZERO
-        return cost * self.taxed_fraction * (self.tax_multiplier - 1)
+        tax = ZERO
+        for taxed in self.taxed:
+            cell = taxed.cell
+            backlog = self.admission.tats[cell.key] - self.admission.now - cell.inc + self.used(cell, actual, True)
+            over = gcra.level(backlog + self.admission.now, self.admission.now, taxed.daily_usd, gcra.DAY_US)
+            over -= taxed.daily_usd
+            tax = max(tax, min(actual, max(ZERO, over)) * (taxed.multiplier - 1))
+        return tax
 
 
 class BudgetGovernor:
@@ -92,16 +131,25 @@ class BudgetGovernor:
                     inc=gcra.increment(worst, daily, gcra.DAY_US), period_us=period, capacity=hard,
                     kind="budget", scope=scope, refundable=True)
 
-    def plan(self, key: KeyRecord, tags: CostTags, model: str, worst: Decimal,
-             loop_hash: str | None) -> tuple[list[Cell], list[str], dict[str, ScopeBudget]]:
+    @staticmethod
+    def _count_cell(pk: str, attr: str, limit: int, window_us: int, kind: str, scope: str,
+                    ttl_s: int | None = None) -> Cell:
+        """``limit`` calls per rolling ``window_us``: each call is exactly 1/limit of the window."""
+        inc = -(-window_us // limit)
+        return Cell(pk=pk, attr=attr, inc=inc, period_us=inc * limit, capacity=Decimal(limit), kind=kind,
+                    scope=scope, refundable=False, ttl_s=ttl_s)
+
+    def plan(self, key: KeyRecord, tags: CostTags, model: str, worst: Decimal, loop_hash: str | None,
+             now_us: int) -> tuple[list[Cell], list[str], dict[str, ScopeBudget]]:
         tier = self.tier(key)
         budgets = dict(self._scopes(key, tags))
         cells = [self._budget_cell(scope, budget, worst) for scope, budget in budgets.items()]
         cap = tier.request_caps.get(model)
-        if cap:
-            cells.append(Cell(pk=f"cap#{key.key_id}#{model}", attr="tat", inc=gcra.increment(1, cap, gcra.DAY_US),
-                              period_us=gcra.DAY_US, capacity=Decimal(cap), kind="cap",
-                              scope=f"key:{key.key_id}:{model}", refundable=True))
+        if cap:  # requests per UTC calendar day: a counter item per day, expiring after two
+            day, window_end = utc_day(now_us)
+            cells.append(Cell(pk=f"cap#{key.key_id}#{model}#{day}", attr="n", inc=1, period_us=gcra.DAY_US,
+                              capacity=Decimal(cap), kind="cap", scope=f"key:{key.key_id}:{model}", refundable=True,
+                              window_end_us=window_end, ttl_s=2 * 86_400))
         breaker = tier.breaker
         window = breaker.window_seconds * gcra.MICROS
         breaker_pks = []
@@ -109,25 +157,22 @@ class BudgetGovernor:
             pk = "breaker#" + scope.replace(":", "#", 1)
             breaker_pks.append(pk)
             if breaker.max_requests:
-                cells.append(Cell(pk=pk, attr="req", inc=gcra.increment(1, breaker.max_requests, window),
-                                  period_us=window, capacity=Decimal(breaker.max_requests),
-                                  kind="breaker_requests", scope=scope, refundable=False))
+                cells.append(self._count_cell(pk, "req", breaker.max_requests, window, "breaker_requests", scope))
             if breaker.max_spend_usd:
-                cells.append(Cell(pk=pk, attr="usd", inc=gcra.increment(worst, breaker.max_spend_usd, window),
-                                  period_us=window, capacity=breaker.max_spend_usd, kind="breaker_spend",
-                                  scope=scope, refundable=True))
+                # One call larger than the whole threshold fills the window rather than tripping on its own.
+                inc = min(window, gcra.increment(worst, breaker.max_spend_usd, window))
+                cells.append(Cell(pk=pk, attr="usd", inc=inc, period_us=window, capacity=breaker.max_spend_usd,
+                                  kind="breaker_spend", scope=scope, refundable=True))
         if breaker.max_repeats and loop_hash:
-            cells.append(Cell(pk=f"loop#{key.key_id}#{loop_hash}", attr="tat",
-                              inc=gcra.increment(1, breaker.max_repeats, window), period_us=window,
-                              capacity=Decimal(breaker.max_repeats), kind="loop", scope=f"key:{key.key_id}",
-                              refundable=False))
+            cells.append(self._count_cell(f"loop#{key.key_id}#{loop_hash}", "tat", breaker.max_repeats, window,
+                                          "loop", f"key:{key.key_id}", ttl_s=2 * breaker.window_seconds))
         return cells, breaker_pks, budgets
 
     # --- admission ------------------------------------------------------------------------------------
 
     def admit(self, request_id: str, key: KeyRecord, tags: CostTags, model: str, worst: Decimal,
               loop_hash: str | None, reservation: dict[str, Any]) -> Ticket:
-        cells, breaker_pks, budgets = self.plan(key, tags, model, worst, loop_hash)
+        cells, breaker_pks, budgets = self.plan(key, tags, model, worst, loop_hash, self.store.now_us())
         reservation = {**reservation, "exp": int(self.store.clock()) + self.policy.reservation_ttl_seconds,
                        "worst_usd": str(worst)}
         try:
@@ -140,26 +185,11 @@ class BudgetGovernor:
                 return Ticket(request_id, worst, None, bypassed=True)
             raise ServiceUnavailable("The budget store is unavailable; the call was not admitted.",
                                      code="budget_store_unavailable") from exc
-        ticket = Ticket(request_id, worst, admission)
-        self._apply_tax(ticket, cells, budgets, worst)
+        taxed = [TaxedScope(c, budgets[c.scope].daily_usd, budgets[c.scope].tax.multiplier)  # type: ignore[arg-type,union-attr]
+                 for c in cells if c.kind == "budget" and budgets[c.scope].tax is not None]
+        ticket = Ticket(request_id, worst, admission, taxed=taxed)
         ticket.headers = self.rate_headers(admission.now, cells, admission.tats)
         return ticket
-
-    def _apply_tax(self, ticket: Ticket, cells: list[Cell], budgets: dict[str, ScopeBudget],
-                   worst: Decimal) -> None:
-        assert ticket.admission is not None
-        for cell in cells:
-            budget = budgets.get(cell.scope) if cell.kind == "budget" else None
-            if not budget or not budget.tax or not worst:
-                continue
-            assert budget.daily_usd is not None
-            backlog = ticket.admission.tats[cell.key] - ticket.admission.now
-            over = gcra.level(backlog + ticket.admission.now, ticket.admission.now, budget.daily_usd,
-                              gcra.DAY_US) - budget.daily_usd
-            fraction = min(Decimal(1), max(ZERO, over) / worst)
-            if fraction > ticket.taxed_fraction:
-                ticket.taxed_fraction = fraction
-                ticket.tax_multiplier = budget.tax.multiplier
 
     def _refusal_error(self, refusal: Refusal, key: KeyRecord, cells: list[Cell]) -> Exception:
         retry = None if refusal.retry_after_us is None else max(1, math.ceil(refusal.retry_after_us / gcra.MICROS))
@@ -183,52 +213,42 @@ class BudgetGovernor:
             return CircuitOpen(f"Circuit breaker tripped ({why} over {breaker.window_seconds}s); retry later.",
                                headers={"Retry-After": str(breaker.cooldown_seconds)},
                                details={"scope": cell.scope, "trigger": refusal.reason})
-        headers.update(self.rate_headers(now, [cell], {cell.key: refusal.state.get("tat") or now}))
+        headers.update(self.rate_headers(now, [cell], {cell.key: refusal.state.get("tat")}))
+        if refusal.reason == "too_large":
+            return BudgetExceeded(
+                f"This call's worst-case cost exceeds the whole limit of {cell.scope}; lower max_tokens.",
+                headers=headers, details={"scope": cell.scope})
         if refusal.reason == "cap":
             return RequestCapExceeded(
                 f"Daily request cap reached for this model ({cell.capacity} requests/day).",
                 headers=headers, details={"scope": cell.scope})
-        if retry is None:
-            message = "This call's worst-case cost exceeds the daily budget; lower max_tokens."
-        else:
-            message = f"Daily budget exhausted for {cell.scope}; retry after {retry}s or upgrade the tier."
-        return BudgetExceeded(message, headers=headers, details={"scope": cell.scope})
+        return BudgetExceeded(f"Daily budget exhausted for {cell.scope}; retry after {retry}s or upgrade the tier.",
+                              headers=headers, details={"scope": cell.scope})
 
     # --- headers ----------------------------------------------------------------------------------------
 
     @staticmethod
-    def rate_headers(now: int, cells: list[Cell], tats: dict[tuple[str, str], int]) -> dict[str, str]:
+    def rate_headers(now: int, cells: list[Cell], tats: dict[tuple[str, str], int | None]) -> dict[str, str]:
         """x-ratelimit-* for the tightest dollar budget and the request cap among ``cells``."""
         headers: dict[str, str] = {}
         for kind, suffix in (("budget", "usd"), ("cap", "requests")):
             candidates = [c for c in cells if c.kind == kind]
             if not candidates:
                 continue
-            cell = min(candidates, key=lambda c: gcra.remaining(tats.get(c.key), now, c.capacity, c.period_us))
-            tat = tats.get(cell.key)
-            left = gcra.remaining(tat, now, cell.capacity, cell.period_us)
+            cell = min(candidates, key=lambda c: _remaining(c, tats.get(c.key), now))
+            state = tats.get(cell.key)
+            left = _remaining(cell, state, now)
+            if cell.is_counter:
+                assert cell.window_end_us is not None
+                reset = math.ceil(max(0, cell.window_end_us - now) / gcra.MICROS)
+            else:
+                reset = gcra.seconds_until_full(state, now)
             headers[f"x-ratelimit-limit-{suffix}"] = _money(cell.capacity) if kind == "budget" else str(cell.capacity)
-            headers[f"x-ratelimit-remaining-{suffix}"] = (
-                _money(left) if kind == "budget" else str(int(left)))
-            headers[f"x-ratelimit-reset-{suffix}"] = f"{gcra.seconds_until_full(tat, now)}s"
+            headers[f"x-ratelimit-remaining-{suffix}"] = _money(left) if kind == "budget" else str(int(left))
+            headers[f"x-ratelimit-reset-{suffix}"] = f"{reset}s"
         return headers
 
     # --- settlement -------------------------------------------------------------------------------------
-
-    def used(self, ticket: Ticket, actual: Decimal, succeeded: bool) -> dict[tuple[str, str], int]:
-        """Time units each refundable cell actually consumed."""
-        assert ticket.admission is not None
-        used: dict[tuple[str, str], int] = {}
-        for cell in ticket.admission.cells:
-            if not cell.refundable or not succeeded:
-                continue
-            if cell.kind == "cap":
-                used[cell.key] = cell.inc
-            elif ticket.worst_usd > 0:
-                # actual / worst of the reserved time, rounded up; never more than reserved.
-                share = Decimal(cell.inc) * actual / ticket.worst_usd
-                used[cell.key] = min(cell.inc, int(share.to_integral_value(rounding="ROUND_CEILING")))
-        return used
 
     def settle(self, ticket: Ticket, actual: Decimal, succeeded: bool,
                ledger_item: dict[str, Any]) -> dict[str, str]:
@@ -237,7 +257,7 @@ class BudgetGovernor:
             self.store.settle(Admission(ticket.request_id, self.store.now_us(), [], {}, set(), 0), {},
                               ledger_item)
             return {}
-        used = self.used(ticket, actual, succeeded)
+        used = {c.key: ticket.used(c, actual, succeeded) for c in ticket.admission.cells if c.refundable}
         self.store.settle(ticket.admission, used, ledger_item)
         admission = ticket.admission
         if self.alerts is not None and succeeded:

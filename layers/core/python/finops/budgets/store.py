@@ -28,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import gcra
 from .gcra import Case
+from .table import TTL_ATTRIBUTE
 
 MAX_ATTEMPTS = 6
 RESERVATION_PREFIX = "r_"
@@ -39,20 +40,44 @@ class StoreUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Cell:
-    """One GCRA bucket: attribute ``attr`` of item ``pk``."""
+    """One limit on attribute ``attr`` of item ``pk``.
+
+    A GCRA bucket (``window_end_us`` None): ``inc`` is time units and the attribute a TAT. A fixed-window
+    counter (``window_end_us`` set, e.g. requests per UTC day): ``inc`` is a count, the attribute the count
+    so far, and the item is a new one each window.
+    """
 
     pk: str
     attr: str
-    inc: int  # time units this call occupies at admission
-    period_us: int
+    inc: int
+    period_us: int  # GCRA: the largest backlog allowed; counter: unused
     capacity: Decimal
     kind: str  # budget | cap | breaker_requests | breaker_spend | loop
     scope: str  # e.g. "key:vk_1", "user:alice"
     refundable: bool  # settle returns the unused part; a failed call returns all of it
+    window_end_us: int | None = None
+    ttl_s: int | None = None  # the item expires (DynamoDB TTL) this long after its last write
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.pk, self.attr)
+
+    @property
+    def is_counter(self) -> bool:
+        return self.window_end_us is not None
+
+    def fits_ever(self) -> bool:
+        return self.inc <= (self.capacity if self.is_counter else self.period_us)
+
+    def decide(self, stored: int | None, now: int) -> gcra.Decision:
+        """Would this call fit, given the attribute's stored value?"""
+        if self.is_counter:
+            assert self.window_end_us is not None
+            count = stored or 0
+            if count + self.inc <= self.capacity:
+                return gcra.Decision(True, Case.FRESH, count + self.inc, None)
+            return gcra.Decision(False, Case.FRESH, None, max(0, self.window_end_us - now))
+        return gcra.decide(stored, now, self.inc, self.period_us)
 
 
 @dataclass(frozen=True)
@@ -61,6 +86,18 @@ class Refusal:
     reason: str  # budget | cap | breaker_requests | breaker_spend | loop | circuit_open
     retry_after_us: int | None
     state: dict[str, Any] = field(default_factory=dict)
+
+
+BREAKER_REASONS = ("circuit_open", "loop", "breaker_requests", "breaker_spend")
+
+
+def most_binding(refusals: list[Refusal]) -> Refusal:
+    """The refusal to report: a breaker first (it must trip), else the one with the longest wait, so that
+    ``Retry-After`` covers every exhausted scope (a wait of None, "never", is the longest)."""
+    breakers = [r for r in refusals if r.reason in BREAKER_REASONS]
+    if breakers:
+        return min(breakers, key=lambda r: BREAKER_REASONS.index(r.reason))
+    return max(refusals, key=lambda r: float("inf") if r.retry_after_us is None else r.retry_after_us)
 
 
 class Refused(Exception):
@@ -116,13 +153,18 @@ class BucketStore:
 
     def _update(self, pk: str, cells: list[Cell], cases: dict[tuple[str, str], Case], now: int,
                 breaker: bool, reservation: str | None, request_id: str) -> dict[str, Any]:
-        sets, conds = [], []
+        sets, adds, conds = [], [], []
         names: dict[str, str] = {}
         values: dict[str, Any] = {":now": _n(now)}
         for i, cell in enumerate(cells):
             a = f"#a{i}"
             names[a] = cell.attr
-            if cases[cell.key] is Case.FRESH:
+            if cell.is_counter:
+                adds.append(f"{a} :i{i}")
+                values[f":i{i}"] = _n(cell.inc)
+                values[f":l{i}"] = _n(int(cell.capacity) - cell.inc)
+                conds.append(f"(attribute_not_exists({a}) OR {a} <= :l{i})")
+            elif cases[cell.key] is Case.FRESH:
                 sets.append(f"{a} = :t{i}")
                 values[f":t{i}"] = _n(now + cell.inc)
                 conds.append(f"(attribute_not_exists({a}) OR {a} <= :now)")
@@ -138,13 +180,20 @@ class BucketStore:
             names["#r"] = RESERVATION_PREFIX + request_id
             values[":r"] = {"S": reservation}
             sets.append("#r = :r")
-        if not sets:  # a breaker item with no rolling cells: only its precondition matters
+        ttl = max((c.ttl_s for c in cells if c.ttl_s), default=None)
+        if ttl:
+            names["#exp"] = TTL_ATTRIBUTE
+            values[":exp"] = _n(now // gcra.MICROS + ttl)
+            sets.append("#exp = :exp")
+        if not sets and not adds:  # a breaker item with no rolling cells: only its precondition matters
             names["#seen"] = "seen_at"
             sets.append("#seen = :now")
+        expression = " ".join(part for part in (
+            "SET " + ", ".join(sets) if sets else "", "ADD " + ", ".join(adds) if adds else "") if part)
         return {
             "TableName": self.table,
             "Key": {"pk": {"S": pk}},
-            "UpdateExpression": "SET " + ", ".join(sets),
+            "UpdateExpression": expression,
             "ConditionExpression": " AND ".join(conds),
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
@@ -162,13 +211,13 @@ class BucketStore:
         for pk in breaker_pks:
             by_item.setdefault(pk, [])
         for cell in cells:
-            if cell.inc > cell.period_us:  # can never fit, whatever the state
-                raise Refused(Refusal(cell, cell.kind, None))
+            if not cell.fits_ever():  # larger than the whole limit: no state or wait lets it in
+                raise Refused(Refusal(cell, "too_large", None))
         attempt = 0
         while True:
             attempt += 1
             now = self.now_us()
-            cases = {c.key: self._guess(c, now) for c in cells}
+            cases = {c.key: Case.FRESH if c.is_counter else self._guess(c, now) for c in cells}
             ops = []
             for pk, item_cells in by_item.items():
                 refundable = [c for c in item_cells if c.refundable]
@@ -235,13 +284,11 @@ class BucketStore:
                         self._estimates.pop(cell.key, None)
                     else:
                         self._estimates[cell.key] = tat
-                decision = gcra.decide(tat, now, cell.inc, cell.period_us)
+                decision = cell.decide(tat, now)
                 if not decision.allowed:
                     refusals.append(Refusal(cell, cell.kind, decision.retry_after_us, state={"tat": tat}))
         if refusals:
-            order = ["circuit_open", "loop", "breaker_requests", "breaker_spend", "budget", "cap"]
-            refusals.sort(key=lambda r: order.index(r.reason))
-            raise Refused(refusals[0])
+            raise Refused(most_binding(refusals))
 
     def _admitted(self, request_id: str, cells: list[Cell], cases: dict[tuple[str, str], Case], now: int,
                   new_items: dict[str, dict[str, Any]], attempts: int) -> Admission:
@@ -253,6 +300,8 @@ class BucketStore:
                 if returned is not None:
                     tats[cell.key] = returned
                     exact.add(cell.key)
+                elif cell.is_counter:  # at least this call; the exact count came back only without a transaction
+                    tats[cell.key] = max(self._estimates.get(cell.key, 0), 0) + cell.inc
                 elif cases[cell.key] is Case.FRESH:
                     tats[cell.key] = now + cell.inc
                     exact.add(cell.key)
@@ -270,7 +319,8 @@ class BucketStore:
                ledger_item: dict[str, Any] | None) -> bool:
         """Refund each refundable cell's unused time and write the ledger row, in one transaction.
 
-        ``used`` maps a cell key to the time units actually consumed (absent: nothing consumed). Returns
+        ``used`` maps a cell key to the units actually consumed (absent: nothing consumed); more than
+        reserved is charged too (the estimate before the call can be short, e.g. tools or images). Returns
         False if the ledger row already existed or the reconciler already took the reservation.
         """
         ops: list[dict[str, Any]] = []
@@ -286,7 +336,7 @@ class BucketStore:
             values: dict[str, Any] = {}
             adds = []
             for i, cell in enumerate(item_cells):
-                refund = cell.inc - min(cell.inc, used.get(cell.key, 0))
+                refund = cell.inc - used.get(cell.key, 0)  # negative: the call cost more than reserved
                 if refund:
                     names[f"#a{i}"] = cell.attr
                     values[f":d{i}"] = _n(-refund)
@@ -327,7 +377,7 @@ class BucketStore:
         with self._lock:
             for cell in admission.cells:
                 if cell.refundable and cell.key in admission.tats:
-                    refund = cell.inc - min(cell.inc, used.get(cell.key, 0))
+                    refund = cell.inc - used.get(cell.key, 0)
                     admission.tats[cell.key] -= refund
                     self._estimates[cell.key] = admission.tats[cell.key]
 
