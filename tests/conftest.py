@@ -241,3 +241,29 @@ def moto_aws(monkeypatch: pytest.MonkeyPatch) -> Iterable[str]:
         yield uuid.uuid4().hex[:10]
     finally:
         mock.stop(remove_data=False)
+
+
+# ------------------------------------------------------------------------------------------------------
+# xdist: keep the e2e tests on one worker.
+# ------------------------------------------------------------------------------------------------------
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` that also groups ``tests/e2e`` by path.
+
+    pytest-xdist 3.8 tags ``xdist_group`` tests by assigning ``item._nodeid``; pytest >= 9 derives
+    ``nodeid`` from ``item._id`` instead, so the tag is lost and the group's tests are spread over all
+    workers (each then starting its own local stack, interleaved with tests that reset moto). The e2e tests
+    keep their ``xdist_group("e2e")`` mark; this scheduler enforces it by path until xdist catches up.
+    """
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class PathAwareLoadGroupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if "@" not in nodeid and nodeid.replace("\\", "/").startswith("tests/e2e/"):
+                return "e2e"
+            return super()._split_scope(nodeid)
+
+    return PathAwareLoadGroupScheduling(config, log)

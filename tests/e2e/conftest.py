@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
-
 from finops import aws
 from finops.gateway import factory
 from finops.local import stack as local_stack
@@ -39,6 +39,8 @@ def _reset_caches() -> None:
 class RunningStack:
     stack: Any
     env: dict[str, str]
+    keys_file: Path
+    keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -46,8 +48,13 @@ class RunningStack:
 
     @property
     def key(self) -> str | None:
-        keys = getattr(self.stack, "keys", None) or {}
-        return keys.get("enterprise") or next(iter(keys.values()), None)
+        return self.keys.get("enterprise") or next(iter(self.keys.values()), None)
+
+    def ensure_seeded(self) -> None:
+        """Re-create tables, secrets and keys if something reset moto's (process-global) backends."""
+        local_stack.create_tables()
+        local_stack.seed_secrets()
+        self.keys = local_stack.seed_keys(self.keys_file)
 
     def dynamodb(self) -> Any:
         return boto3.client("dynamodb", endpoint_url=self.stack.aws_endpoint, region_name="us-east-1",
@@ -62,18 +69,19 @@ class RunningStack:
 @pytest.fixture(scope="session")
 def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     saved = dict(os.environ)
+    keys_file = tmp_path_factory.mktemp("stack") / "keys.json"
     started = None
     try:
         started = local_stack.start(
             port=local_stack.free_port(), aws_port=local_stack.free_port(),
-            provider_port=local_stack.free_port(), keys_file=tmp_path_factory.mktemp("stack") / "keys.json")
+            provider_port=local_stack.free_port(), keys_file=keys_file)
         env = dict(os.environ)
     finally:
         os.environ.clear()
         os.environ.update(saved)
         _reset_caches()
     try:
-        yield RunningStack(started, env)
+        yield RunningStack(started, env, keys_file, dict(started.keys))
     finally:
         started.stop()
         for server in started.servers:
@@ -89,6 +97,7 @@ def _stack_environment(running_stack: RunningStack, monkeypatch: pytest.MonkeyPa
     for name, value in running_stack.env.items():
         monkeypatch.setenv(name, value)
     _reset_caches()
+    running_stack.ensure_seeded()
     yield
     _reset_caches()
 

@@ -9,9 +9,8 @@ from decimal import Decimal
 import httpx
 import openai
 import pytest
-from openai import OpenAI
-
 from finops.pricing import Usage, load_catalog
+from openai import OpenAI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 

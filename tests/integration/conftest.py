@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities import parameters
-
 from finops import aws
 from finops.budgets import table as budget_table
 from finops.gateway import factory

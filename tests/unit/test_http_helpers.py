@@ -6,7 +6,6 @@ import base64
 import json
 
 import pytest
-
 from finops import errors
 from finops.gateway import http
 from finops.gateway.sse import completion_to_sse
@@ -119,7 +118,7 @@ def chunks(text: str) -> list[str]:
 
 
 def test_sse_without_usage() -> None:
-    events = chunks(completion_to_sse(BODY, include_usage=False))
+    events = chunks(completion_to_sse(BODY, None))
     assert events[-1] == "[DONE]"
     parsed = [json.loads(e) for e in events[:-1]]
     assert [p["object"] for p in parsed] == ["chat.completion.chunk"] * 2
@@ -130,7 +129,7 @@ def test_sse_without_usage() -> None:
 
 
 def test_sse_with_usage() -> None:
-    events = chunks(completion_to_sse(BODY, include_usage=True))
+    events = chunks(completion_to_sse(BODY, BODY["usage"]))
     usage = json.loads(events[-2])
     assert usage["choices"] == []
     assert usage["usage"] == BODY["usage"]
@@ -141,7 +140,7 @@ def test_sse_tool_calls_carry_an_index() -> None:
         "role": "assistant", "content": None, "tool_calls": [
             {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}},
             {"id": "c2", "type": "function", "function": {"name": "g", "arguments": "{}"}}]}}])
-    first = json.loads(chunks(completion_to_sse(body, include_usage=False))[0])
+    first = json.loads(chunks(completion_to_sse(body, None))[0])
     delta = first["choices"][0]["delta"]
     assert delta["content"] == ""
     assert [c["index"] for c in delta["tool_calls"]] == [0, 1]

@@ -6,12 +6,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from finops import tokens
 from finops.errors import ModelNotFound, NotFound
 from finops.pricing import ModelPrice, PriceCatalog, Usage, load_catalog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 REQUIRED = {
     "gpt-4o": "openai",
@@ -141,6 +140,7 @@ def test_worst_case_caps_max_tokens_at_the_model_limit(catalog: PriceCatalog) ->
     assert price.worst_case_cost(10, 100) == (10 * Decimal("0.50") + 100 * Decimal("1.50")) / M
 
 
+@settings(deadline=None, max_examples=100)
 @given(
     model=st.sampled_from(sorted(REQUIRED)),
     prompt=st.integers(0, 200_000),

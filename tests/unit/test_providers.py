@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from finops.errors import ProviderError, ProviderTimeout
 from finops.pricing import Usage
 from finops.providers.groq import GroqProvider
@@ -34,7 +33,7 @@ def adapter(cls: type, handler: Any) -> Any:
 
 
 def test_registry() -> None:
-    assert PROVIDERS == {"openai": OpenAIProvider, "groq": GroqProvider}
+    assert {"openai": OpenAIProvider, "groq": GroqProvider} == PROVIDERS
 
 
 def test_request_shape_and_usage() -> None:

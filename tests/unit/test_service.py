@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-
 from finops import tokens
 from finops.budgets.governor import Ticket
 from finops.budgets.store import StoreUnavailable

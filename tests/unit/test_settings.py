@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from finops.settings import DEFAULT_ENVIRONMENTS, Settings, get_settings
 
 

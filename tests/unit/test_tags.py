@@ -3,12 +3,12 @@ from __future__ import annotations
 import string
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from finops.errors import MissingCostTags
 from finops.settings import Settings
 from finops.tags import TAG_HEADERS, is_valid_tag, resolve_tags
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 GOOD = {"X-Project-ID": "checkout-web", "X-User-ID": "alice", "X-Environment": "production"}
 ALLOWED = string.ascii_letters + string.digits + "._:-"
@@ -163,11 +163,13 @@ def test_custom_unallocated_label() -> None:
     assert tags.department_id == "no-owner"
 
 
+@hypothesis_settings(deadline=None, max_examples=100)
 @given(st.text(alphabet=ALLOWED, min_size=1, max_size=64))
 def test_any_allowed_value_is_valid(value: str) -> None:
     assert is_valid_tag(value)
 
 
+@hypothesis_settings(deadline=None, max_examples=100)
 @given(st.text(min_size=1, max_size=80).filter(lambda v: not (set(v) <= set(ALLOWED) and len(v) <= 64)))
 def test_refusal_does_not_depend_on_the_value(value: str) -> None:
     """Whatever the bad value, the error is the same as for a plain invalid one: nothing is echoed."""

@@ -5,10 +5,9 @@ import importlib.resources
 import socket
 
 import pytest
-from tiktoken_ext import openai_public
-
 from finops import tokens
 from finops.pricing import load_catalog
+from tiktoken_ext import openai_public
 
 # https://cookbook.openai.com/examples/how_to_count_tokens_with_tiktoken (section 6): the API billed
 # 129 prompt tokens for these messages on gpt-3.5-turbo and 124 on gpt-4o.

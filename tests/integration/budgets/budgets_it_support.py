@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from finops import aws
 from finops.budgets import gcra
 from finops.budgets import table as budget_table
@@ -340,7 +339,8 @@ class BudgetStack:
     # --- state ------------------------------------------------------------------------------------------------
 
     def item(self, pk: str) -> dict[str, Any]:
-        return self.ddb.get_item(TableName=self.tables.budgets, Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item", {})
+        found = self.ddb.get_item(TableName=self.tables.budgets, Key={"pk": {"S": pk}}, ConsistentRead=True)
+        return found.get("Item", {})
 
     def tat(self, pk: str, attr: str = "tat") -> int | None:
         item = self.item(pk)

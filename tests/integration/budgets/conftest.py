@@ -13,12 +13,11 @@ from typing import Any
 import boto3
 import pytest
 from budgets_it_support import Alerts, BudgetStack, RecordingSimulator, Tables, forget_connections
-from moto import mock_aws
-
 from finops.budgets import table as budget_table
 from finops.keys import model as keys_model
 from finops.ledger import model as ledger_model
 from finops.local import simulated_provider
+from moto import mock_aws
 
 
 @pytest.fixture(scope="session")

@@ -35,10 +35,13 @@ def test_same_prompt_repeated_trips_the_breaker_until_the_cooldown(bstack: Budge
 
     bstack.clock.advance(50)  # cooldown over: half-open, admits again
     assert bstack.chat(gw, key, "a completely different question").status == 200
-    # ...but the same runaway prompt is still over its window and trips it again at once
+    # half-open: the prompt that tripped it gets exactly one probe; a loop that continues re-trips at once
+    assert bstack.chat(gw, key, "summarise this again").status == 200
     again = bstack.chat(gw, key, "summarise this again")
     assert again.status == 429 and again.code == "circuit_open" and again.header("retry-after") == "60"
+    assert again.error["trigger"] == "loop"
     assert bstack.item(f"breaker#key#{key_id}")["trips"] == {"N": "2"}
+    assert bstack.sim.count == calls + 3  # the other key, the different question, the probe
 
 
 def test_request_rate_trips_the_breaker(bstack: BudgetStack) -> None:
@@ -54,9 +57,17 @@ def test_request_rate_trips_the_breaker(bstack: BudgetStack) -> None:
     bstack.clock.advance(29)
     assert bstack.chat(gw, key, "distinct prompt 6").code == "circuit_open"
     bstack.clock.advance(1)
-    # after 30 s of a 60 s window, 2.5 requests have refilled
-    assert [bstack.chat(gw, key, f"after {i}").status for i in range(2)] == [200, 200]
-    assert bstack.chat(gw, key, "after 2").code == "circuit_open"
+    # half-open: exactly one probe, and a client still going at full rate re-trips at once
+    assert bstack.chat(gw, key, "probe").status == 200
+    again = bstack.chat(gw, key, "after the probe")
+    assert again.code == "circuit_open" and again.error["trigger"] == "breaker_requests"
+    assert again.header("retry-after") == "30"
+    # a client that slows down to the allowed rate (one call per 12 s) keeps being admitted
+    bstack.clock.advance(30 + 12)
+    assert bstack.chat(gw, key, "slow").status == 200
+    for i in range(3):
+        bstack.clock.advance(12)
+        assert bstack.chat(gw, key, f"steady {i}").status == 200
 
 
 def test_spend_rate_trips_the_breaker(bstack: BudgetStack) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from budgets_it_support import BudgetStack, FakeClock, Tables
-
 from finops import cli
 from finops.budgets.governor import BudgetGovernor
 from finops.budgets.policy import load_policy

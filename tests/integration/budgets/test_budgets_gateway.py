@@ -10,10 +10,10 @@ from typing import Any
 import botocore.exceptions
 import pytest
 from budgets_it_support import QUIET_BREAKER, BudgetStack, policy_dict, remaining_usd
-
 from finops.budgets import gcra
 
 MONEY = Decimal("0.000001")
+TO_MIDNIGHT = 34_200  # seconds from the fake clock's start (2026-11-29 14:30 UTC) to the end of that UTC day
 
 
 def big(tag: str, words: int = 2000) -> str:
@@ -177,21 +177,32 @@ def test_every_scope_budget_that_applies_is_charged(bstack: BudgetStack) -> None
 def test_request_cap_refuses_the_call_after_the_cap(bstack: BudgetStack) -> None:
     gw = bstack.gateway(policy_dict(tier_pro={"request_caps": {"gpt-4o": 3}}))
     key = bstack.create_key("pro")
+    key_id = bstack.key_id(key)
     for i in range(3):
         reply = bstack.chat(gw, key, f"question {i}", model="gpt-4o")
         assert reply.status == 200
         assert reply.header("x-ratelimit-limit-requests") == "3"
         assert reply.header("x-ratelimit-remaining-requests") == str(2 - i)
+        assert reply.header("x-ratelimit-reset-requests") == f"{TO_MIDNIGHT - 60 * i}s"
+        bstack.clock.advance(60)
     calls = bstack.sim.count
     reply = bstack.chat(gw, key, "question 3", model="gpt-4o")
     assert reply.status == 429 and reply.code == "request_cap_exceeded"
-    assert reply.header("retry-after") == "28800"
+    assert reply.header("retry-after") == str(TO_MIDNIGHT - 180)  # the next UTC midnight
     assert reply.header("x-ratelimit-limit-requests") == "3"
     assert reply.header("x-ratelimit-remaining-requests") == "0"
-    assert reply.header("x-ratelimit-reset-requests") == "86400s"
-    assert reply.error["scope"] == f"key:{bstack.key_id(key)}:gpt-4o"
+    assert reply.header("x-ratelimit-reset-requests") == f"{TO_MIDNIGHT - 180}s"
+    assert reply.error["scope"] == f"key:{key_id}:gpt-4o"
     assert bstack.sim.count == calls
+    assert bstack.tat(f"cap#{key_id}#gpt-4o#2026-11-29", "n") == 3
     assert bstack.chat(gw, key, "mini is not capped", model="gpt-4o-mini").status == 200
+    # a new UTC day, a new count
+    bstack.clock.advance(TO_MIDNIGHT - 180)
+    again = bstack.chat(gw, key, "question 4", model="gpt-4o")
+    assert again.status == 200
+    assert again.header("x-ratelimit-remaining-requests") == "2"
+    assert again.header("x-ratelimit-reset-requests") == "86400s"
+    assert bstack.tat(f"cap#{key_id}#gpt-4o#2026-11-30", "n") == 1
 
 
 def test_provider_failure_releases_the_reservation_in_full(bstack: BudgetStack) -> None:
@@ -199,9 +210,10 @@ def test_provider_failure_releases_the_reservation_in_full(bstack: BudgetStack) 
     key = bstack.create_key("pro")
     key_id = bstack.key_id(key)
     assert bstack.chat(gw, key, "warm up", model="gpt-4o").status == 200
-    pks = (f"bucket#key#{key_id}", f"cap#{key_id}#gpt-4o")
+    pks = (f"bucket#key#{key_id}", f"cap#{key_id}#gpt-4o#2026-11-29")
     before = {pk: bstack.item(pk) for pk in pks}
     assert all(before.values())
+    assert before[pks[1]]["n"] == {"N": "1"}
     reply = bstack.chat(gw, key, "boom [[sim:status=503]]", model="gpt-4o", max_tokens=500)
     assert reply.status == 502 and reply.code == "provider_error"
     assert reply.header("x-finops-cost-usd") == "0"
@@ -229,6 +241,8 @@ def test_enterprise_is_unlimited_but_metered(bstack: BudgetStack) -> None:
 
 
 def test_tax_mode_admits_past_the_budget_up_to_the_ceiling_and_books_the_surcharge(bstack: BudgetStack) -> None:
+    """Each call is admitted on its worst case but charged, and taxed, on what it actually cost: the part of
+    the actual cost that lands above the daily budget, times (multiplier - 1)."""
     daily, ceiling = Decimal("0.001"), Decimal("0.002")
     policy = policy_dict(projects={"checkout-web": {"daily_usd": 0.001,
                                                     "tax": {"multiplier": 1.5, "ceiling_usd": 0.002}}},
@@ -237,19 +251,24 @@ def test_tax_mode_admits_past_the_budget_up_to_the_ceiling_and_books_the_surchar
     key = bstack.create_key("enterprise")
     pk = "bucket#project#checkout-web"
     taxes, admitted = [], Decimal(0)
-    for i in range(10):
+    for i in range(12):
         tat = bstack.tat(pk)
-        reply = bstack.chat(gw, key, big(f"t{i}"), max_tokens=1)
+        # ~2000 prompt tokens; 20 of the 200 output tokens allowed: it costs ~3/4 of its worst case
+        reply = bstack.chat(gw, key, big(f"t{i}") + " [[sim:tokens=20]]", max_tokens=200)
         if reply.status != 200:
             break
         row = bstack.entry(reply.request_id)
-        admitted += row.cost_usd
+        cost, worst = row.cost_usd, row.reserved_usd
+        assert 0 < cost < worst
+        admitted += cost
         now = bstack.clock.us
-        inc = gcra.increment(row.reserved_usd, daily, gcra.DAY_US)
-        over = Decimal(max(tat or now, now) + inc - now) * daily / gcra.DAY_US - daily
-        fraction = min(Decimal(1), max(Decimal(0), over) / row.reserved_usd)
-        assert abs(row.tax_usd - row.cost_usd * fraction * Decimal("0.5")) <= Decimal("1e-15"), i
-        taxes.append((fraction, row.tax_usd))
+        base = max(tat or now, now)
+        used = math.ceil(Decimal(gcra.increment(worst, daily, gcra.DAY_US)) * cost / worst)
+        assert bstack.tat(pk) == base + used  # the bucket holds the actual cost, not the reservation
+        over = Decimal(base + used - now) * daily / gcra.DAY_US - daily  # dollars above the budget after it
+        expected = min(cost, max(Decimal(0), over)) * Decimal("0.5")
+        assert abs(row.tax_usd - expected) <= Decimal("1e-15"), i
+        taxes.append((cost, row.tax_usd))
     else:
         pytest.fail("the ceiling never refused")
     assert reply.status == 429 and reply.code == "budget_exceeded"
@@ -257,11 +276,10 @@ def test_tax_mode_admits_past_the_budget_up_to_the_ceiling_and_books_the_surchar
     assert reply.header("x-ratelimit-limit-usd") == "0.002"
     assert admitted > daily  # past the soft budget...
     assert admitted <= ceiling  # ...never past the ceiling
-    assert taxes[0] == (0, 0)
-    assert any(0 < f < 1 and t > 0 for f, t in taxes)  # the call that straddles the budget
-    assert taxes[-1][0] == 1 and taxes[-1][1] > 0
-    # rows under the budget carry no tax
-    assert all(t == 0 for f, t in taxes if f == 0)
+    assert taxes[0][1] == 0  # rows under the budget carry no tax
+    assert any(0 < t < c / 2 for c, t in taxes)  # the call that straddles the budget: part of it taxed
+    assert abs(taxes[-1][1] - taxes[-1][0] / 2) <= Decimal("1e-15")  # all of it above: taxed in full
+    assert [t > 0 for _, t in taxes] == sorted(t > 0 for _, t in taxes)  # untaxed calls, then taxed ones
 
 
 # --- the budget store failing -------------------------------------------------------------------------------------

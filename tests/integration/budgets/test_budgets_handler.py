@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable
 from decimal import Decimal
 
-from budgets_it_support import QUIET_BREAKER, BudgetStack, policy_dict
+from budgets_it_support import QUIET_BREAKER, BudgetStack, Reply, policy_dict
+
+DAY_S = 86_400
+
+
+def until_utc_midnight(t: float) -> int:
+    """Seconds from ``t`` to the next UTC midnight, rounded up, in the gateway's integer microseconds."""
+    now_us, day_us = int(t * 1_000_000), DAY_S * 1_000_000
+    return math.ceil((day_us - now_us % day_us) / 1_000_000)
+
+
+def timed(call: Callable[[], Reply]) -> tuple[Reply, float, float]:
+    before = time.time()
+    reply = call()
+    return reply, before, time.time()
+
+
+def assert_until_midnight(value: str | None, before: float, after: float) -> None:
+    """``value`` is the wait until the UTC day that was current during the call ends (the handler runs on the
+    real clock: anything between the wait measured before the call and after it)."""
+    assert value is not None
+    if int(before // DAY_S) != int(after // DAY_S):  # the call straddled midnight: either day may have counted
+        assert 1 <= int(value) <= DAY_S
+        return
+    assert until_utc_midnight(after) <= int(value) <= until_utc_midnight(before)
 
 
 def test_missing_or_unknown_key_is_401(bstack: BudgetStack) -> None:
@@ -19,7 +46,8 @@ def test_missing_or_unknown_key_is_401(bstack: BudgetStack) -> None:
 def test_answers_carry_budget_and_cap_headers(bstack: BudgetStack) -> None:
     bstack.use_policy(policy_dict(tier_pro={"request_caps": {"gpt-4o": 3}}))
     key = bstack.create_key("pro")
-    reply = bstack.invoke_gateway(key, bstack.body("hello", model="gpt-4o", max_tokens=50))
+    reply, before, after = timed(lambda: bstack.invoke_gateway(key, bstack.body("hello", model="gpt-4o",
+                                                                                 max_tokens=50)))
     assert reply.status == 200, reply.body
     assert reply.header("x-ratelimit-limit-usd") == "5"
     cost = Decimal(reply.header("x-finops-cost-usd") or "")
@@ -27,7 +55,9 @@ def test_answers_carry_budget_and_cap_headers(bstack: BudgetStack) -> None:
     assert abs(left - (Decimal(5) - cost)) <= Decimal("0.000002")
     assert reply.header("x-ratelimit-limit-requests") == "3"
     assert reply.header("x-ratelimit-remaining-requests") == "2"
-    assert reply.header("x-ratelimit-reset-requests") == "28800s"
+    reset = reply.header("x-ratelimit-reset-requests") or ""
+    assert reset.endswith("s")
+    assert_until_midnight(reset.removesuffix("s"), before, after)  # the count resets at the next UTC midnight
 
 
 def test_the_call_after_the_request_cap_is_429_request_cap_exceeded(bstack: BudgetStack) -> None:
@@ -35,14 +65,14 @@ def test_the_call_after_the_request_cap_is_429_request_cap_exceeded(bstack: Budg
     key = bstack.create_key("pro")
     for i in range(3):
         assert bstack.invoke_gateway(key, bstack.body(f"q{i}", model="gpt-4o")).status == 200
-    reply = bstack.invoke_gateway(key, bstack.body("q3", model="gpt-4o"))
+    reply, before, after = timed(lambda: bstack.invoke_gateway(key, bstack.body("q3", model="gpt-4o")))
     assert reply.status == 429
     assert reply.code == "request_cap_exceeded"
     assert reply.error["type"] == "rate_limit_error"
-    assert 28_790 <= int(reply.header("retry-after") or 0) <= 28_800
+    assert_until_midnight(reply.header("retry-after"), before, after)
     assert reply.header("x-ratelimit-limit-requests") == "3"
     assert reply.header("x-ratelimit-remaining-requests") == "0"
-    assert reply.header("x-ratelimit-reset-requests") is not None
+    assert reply.header("x-ratelimit-reset-requests") == f"{reply.header('retry-after')}s"
     assert reply.request_id
     assert bstack.sim.count == 3
 

@@ -8,7 +8,6 @@ import json
 
 import pytest
 from budgets_it_support import BudgetStack
-
 from finops.errors import InvalidRequest, NotFound, Unauthorized
 from finops.keys.service import KEY_PREFIX, KeySpec, hash_key
 

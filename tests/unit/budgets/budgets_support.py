@@ -9,10 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-
 from finops import aws
 from finops.budgets import gcra
 from finops.budgets import table as budget_table
+from finops.budgets.governor import utc_day
 from finops.budgets.store import Cell
 from finops.gateway import factory
 from finops.keys import model as keys_model
@@ -20,6 +20,8 @@ from finops.ledger import model as ledger_model
 from finops.ledger.entry import LedgerEntry
 
 START = 1_795_962_600.0  # 2026-11-29T14:30:00Z, a whole second (float-exact in microseconds)
+DAY = "2026-11-29"  # the UTC day of START
+MIDNIGHT = 1_795_996_800.0  # 2026-11-30T00:00:00Z: START's UTC day ends 9.5 h (34 200 s) later
 
 
 @dataclass
@@ -100,10 +102,12 @@ def budget_cell(scope: str, daily_usd: str, worst_usd: str) -> Cell:
                 capacity=daily, kind="budget", scope=scope, refundable=True)
 
 
-def cap_cell(key_id: str, model: str, cap: int) -> Cell:
-    return Cell(pk=f"cap#{key_id}#{model}", attr="tat", inc=gcra.increment(1, cap, gcra.DAY_US),
-                period_us=gcra.DAY_US, capacity=Decimal(cap), kind="cap", scope=f"key:{key_id}:{model}",
-                refundable=True)
+def cap_cell(key_id: str, model: str, cap: int, now_us: int) -> Cell:
+    """The per-UTC-day request cap counter, as ``BudgetGovernor.plan`` builds it for a call at ``now_us``."""
+    day, window_end = utc_day(now_us)
+    return Cell(pk=f"cap#{key_id}#{model}#{day}", attr="n", inc=1, period_us=gcra.DAY_US, capacity=Decimal(cap),
+                kind="cap", scope=f"key:{key_id}:{model}", refundable=True, window_end_us=window_end,
+                ttl_s=2 * 86_400)
 
 
 def ledger_entry(request_id: str, cost: str = "0.01", ts: float = START, **kw: Any) -> LedgerEntry:

@@ -10,12 +10,11 @@ from typing import Any
 import boto3
 import pytest
 from budgets_support import TABLES, CallLog, FakeClock, aws_test_env, forget_connections
-from moto import mock_aws
-
 from finops.budgets import table as budget_table
 from finops.budgets.store import BucketStore
 from finops.ledger import model as ledger_model
 from finops.ledger.repository import LedgerRepository
+from moto import mock_aws
 
 
 @pytest.fixture

@@ -30,6 +30,10 @@ class Usage(BaseModel):
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
+    def as_openai(self) -> dict[str, int | dict[str, int]]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.total_tokens, "prompt_tokens_details": {"cached_tokens": self.cached_tokens}}
+
 
 class ModelPrice(BaseModel, frozen=True):
     model: str

@@ -5,11 +5,12 @@ Nothing here is read at import time: call :func:`get_settings` (cached) from a h
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_ENVIRONMENTS = ("production", "staging", "development", "test")
 
@@ -34,7 +35,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FINOPS_", env_nested_delimiter="__", extra="ignore")
 
     enforcement_mode: Literal["enforce", "observe"] = "enforce"
-    environments: tuple[str, ...] = DEFAULT_ENVIRONMENTS
+    environments: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ENVIRONMENTS
     unallocated: str = "unallocated"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
 
@@ -65,7 +66,10 @@ class Settings(BaseSettings):
     @field_validator("environments", mode="before")
     @classmethod
     def _split_environments(cls, value: object) -> object:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
+        """``production,staging`` or a JSON list."""
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return tuple(v.strip() for v in value.split(",") if v.strip())
         return value
 

@@ -350,6 +350,7 @@ class BucketStore:
             ops.append({"Update": update})
         if not ops:
             return True
+        written = True
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 if len(ops) == 1 and "Put" in ops[0]:
@@ -358,13 +359,18 @@ class BucketStore:
                 else:
                     self.client.transact_write_items(TransactItems=ops)
                 self._after_settle(admission, used)
-                return True
+                return written
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code")
                 if code == "ConditionalCheckFailedException":
                     return False
-                if code == "TransactionCanceledException" and any(
-                        r.get("Code") == "ConditionalCheckFailed" for r in _cancellation_reasons(exc)):
+                reasons = _cancellation_reasons(exc)
+                failed = [i for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"]
+                if code == "TransactionCanceledException" and failed:
+                    if ledger_item is not None and failed == [0] and len(ops) > 1:
+                        # The row already exists (a replayed request): still release this reservation.
+                        ops, ledger_item, written = ops[1:], None, False
+                        continue
                     return False
                 if attempt == MAX_ATTEMPTS:
                     raise StoreUnavailable(str(exc)) from exc

@@ -81,8 +81,12 @@ def prepare(event: dict[str, Any], max_bytes: int) -> None:
     otherwise be parsed as a form. The Content-Type header is normalised so such a body is read as JSON.
     """
     check_body(event, max_bytes)
-    if event.get("body") is None:
+    body = event.get("body")
+    if body is None:
         return
+    if not event.get("isBase64Encoded") and isinstance(body, str) and body.lstrip()[:1] in ("[", '"'):
+        # Powertools would validate the first element of a top-level array as if it were the object.
+        raise InvalidRequest("The request body must be a JSON object.", param="body")
     for field in ("headers", "multiValueHeaders"):
         headers = event.get(field)
         if isinstance(headers, dict):

@@ -177,7 +177,8 @@ class ChatGateway:
         body = completion.body
         if request.stream:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
-            return GatewayResponse(200, completion_to_sse(body, include_usage), out_headers,
+            usage_chunk = (body.get("usage") or usage.as_openai()) if include_usage else None
+            return GatewayResponse(200, completion_to_sse(body, usage_chunk), out_headers,
                                    content_type="text/event-stream")
         return GatewayResponse(200, body, out_headers)
 

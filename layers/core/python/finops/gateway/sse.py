@@ -14,7 +14,8 @@ def _event(data: dict[str, Any] | str) -> str:
     return f"data: {payload}\n\n"
 
 
-def completion_to_sse(body: dict[str, Any], include_usage: bool) -> str:
+def completion_to_sse(body: dict[str, Any], usage: dict[str, Any] | None) -> str:
+    """``usage`` (the provider's, or the gateway's count when it sent none) ends the stream if given."""
     base = {
         "id": body.get("id"),
         "object": "chat.completion.chunk",
@@ -32,7 +33,7 @@ def completion_to_sse(body: dict[str, Any], include_usage: bool) -> str:
         events.append(_event({**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]}))
         events.append(_event({**base, "choices": [
             {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason", "stop")}]}))
-    if include_usage:
-        events.append(_event({**base, "choices": [], "usage": body.get("usage")}))
+    if usage is not None:
+        events.append(_event({**base, "choices": [], "usage": usage}))
     events.append(_event("[DONE]"))
     return "".join(events)

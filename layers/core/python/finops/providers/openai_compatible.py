@@ -33,7 +33,12 @@ class OpenAICompatibleProvider:
         return {k: v for k, v in payload.items() if k not in self.unsupported_fields}
 
     def complete(self, payload: dict[str, Any]) -> Completion:
-        key = api_key(self.name, self.config.secret_name, self.secret_max_age)
+        try:
+            key = api_key(self.name, self.config.secret_name, self.secret_max_age)
+        except Exception as exc:  # Secrets Manager down, secret missing or unreadable
+            raise ProviderError(self.name, f"The API key for {self.name} is unavailable.") from exc
+        if not key:
+            raise ProviderError(self.name, f"The API key for {self.name} is empty.")
         try:
             response = self._client.post(
                 "chat/completions", json=self.prepare(payload), headers={"Authorization": f"Bearer {key}"}
