@@ -15,7 +15,6 @@ from decimal import Decimal
 import boto3
 import pytest
 from botocore.config import Config
-
 from finops.budgets import gcra
 from finops.budgets.store import BucketStore, Cell, Refused
 from finops.local import aws_emulator

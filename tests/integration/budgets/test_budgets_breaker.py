@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from budgets_it_support import BudgetStack, policy_dict
 
 
@@ -16,6 +18,9 @@ def test_same_prompt_repeated_trips_the_breaker_until_the_cooldown(bstack: Budge
     for _ in range(3):
         assert bstack.chat(gw, key, "summarise this again").status == 200
     calls = bstack.sim.count
+    # one loop counter per prompt, expiring (DynamoDB TTL) two windows after its last write
+    [loop] = [item for pk, item in bstack.budget_items().items() if pk.startswith(f"loop#{key_id}#")]
+    assert int(loop["expires_at"]["N"]) == int(bstack.clock()) + 600
 
     tripped = bstack.chat(gw, key, "summarise this again")
     assert tripped.status == 429 and tripped.code == "circuit_open"
@@ -79,6 +84,22 @@ def test_spend_rate_trips_the_breaker(bstack: BudgetStack) -> None:
     assert reply.status == 429 and reply.code == "circuit_open"
     assert reply.error["trigger"] == "breaker_spend"
     assert reply.header("retry-after") == "60"
+
+
+def test_one_oversized_call_is_admitted_and_does_not_trip_the_breaker(bstack: BudgetStack) -> None:
+    """A call whose worst case alone exceeds the spend threshold is not a runaway: it fills the spend window
+    while in flight, settles at its actual cost, and the key, user and project stay usable."""
+    gw = bstack.gateway(policy_dict(tier_pro={"breaker": breaker(window_seconds=60, max_spend_usd=0.0005)}))
+    key = bstack.create_key("pro")
+    key_id = bstack.key_id(key)
+    prompt = "budget " * 2000  # ~$0.0003 of prompt; 1000 output tokens allowed: ~$0.0009 worst case
+    reply = bstack.chat(gw, key, "big " + prompt, max_tokens=1000)
+    assert reply.status == 200, reply.body
+    row = bstack.entry(reply.request_id)
+    assert row.reserved_usd > Decimal("0.0005") > row.cost_usd
+    for pk in (f"breaker#key#{key_id}", "breaker#user#alice", "breaker#project#checkout-web"):
+        assert "open_until" not in bstack.item(pk), pk
+    assert bstack.chat(gw, key, "a small one right after", max_tokens=5).status == 200
 
 
 def test_enterprise_keys_still_have_the_breaker(bstack: BudgetStack) -> None:

@@ -289,8 +289,6 @@ def test_a_counter_in_a_transaction_is_counted_at_least_once(new_store: Callable
     assert 1 <= admission.tats[cap.key] <= 4 and cap.key not in admission.exact
 
 
-@pytest.mark.xfail(strict=True, reason="source bug: the counter-only cap item's update declares :now but never "
-                                       "uses it, which DynamoDB rejects (ValidationException)")
 def test_a_counter_cell_alone_is_one_valid_update_item(store: BucketStore, call_log: CallLog, ddb: Any,
                                                        clock: FakeClock) -> None:
     cap = cap_cell("vk_a", "gpt-4o", 2, clock.us)
@@ -304,8 +302,6 @@ def _placeholders(expression: str, prefix: str) -> set[str]:
     return set(re.findall(re.escape(prefix) + r"[A-Za-z0-9_]+", expression))
 
 
-@pytest.mark.xfail(strict=True, reason="source bug: the cap item's update declares :now but never uses it; moto "
-                                       "accepts that in a transaction, DynamoDB rejects the whole transaction")
 def test_every_admission_write_declares_only_the_placeholders_it_uses(store: BucketStore, call_log: CallLog,
                                                                       clock: FakeClock) -> None:
     """DynamoDB refuses an UpdateItem (alone or in TransactWriteItems) whose ExpressionAttributeValues or

@@ -15,6 +15,7 @@ the call is refused or the case was guessed wrong (then it retries with the righ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import threading
@@ -24,12 +25,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import gcra
 from .gcra import Case
 from .table import TTL_ATTRIBUTE
 
+logger = Logger(child=True)
 MAX_ATTEMPTS = 6
 RESERVATION_PREFIX = "r_"
 
@@ -116,6 +119,12 @@ class Admission:
     attempts: int
 
 
+def request_token(text: str) -> str:
+    """A TransactWriteItems ClientRequestToken (<= 36 chars): botocore's own retries of the same
+    transaction are then applied once by DynamoDB."""
+    return hashlib.sha256(text.encode()).hexdigest()[:36]
+
+
 def _n(value: int) -> dict[str, str]:
     return {"N": str(value)}
 
@@ -177,9 +186,11 @@ class BucketStore:
             names["#open"] = "open_until"
             conds.append("(attribute_not_exists(#open) OR #open <= :now)")
         if reservation is not None:
+            # Idempotent: a retried write (the first attempt applied, its answer lost) finds its own marker.
             names["#r"] = RESERVATION_PREFIX + request_id
             values[":r"] = {"S": reservation}
             sets.append("#r = :r")
+            conds.append("attribute_not_exists(#r)")
         ttl = max((c.ttl_s for c in cells if c.ttl_s), default=None)
         if ttl:
             names["#exp"] = TTL_ATTRIBUTE
@@ -190,11 +201,14 @@ class BucketStore:
             sets.append("#seen = :now")
         expression = " ".join(part for part in (
             "SET " + ", ".join(sets) if sets else "", "ADD " + ", ".join(adds) if adds else "") if part)
+        condition = " AND ".join(conds)
+        if ":now" not in expression and ":now" not in condition:  # DynamoDB rejects unused values
+            del values[":now"]
         return {
             "TableName": self.table,
             "Key": {"pk": {"S": pk}},
             "UpdateExpression": expression,
-            "ConditionExpression": " AND ".join(conds),
+            "ConditionExpression": condition,
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": values,
         }
@@ -227,30 +241,50 @@ class BucketStore:
                                          separators=(",", ":"), default=str)
                 ops.append(self._update(pk, item_cells, cases, now, pk in breaker_pks, payload, request_id))
             try:
-                new_items = self._write(ops)
+                new_items = self._write(ops, token=f"reserve:{request_id}:{attempt}")
             except ClientError as exc:
                 failed = self._failed_items(exc, ops)
                 if failed is None:  # not a condition failure: conflict or throttling
                     if attempt >= MAX_ATTEMPTS:
+                        self._release_quietly(request_id, cells)
                         raise StoreUnavailable(str(exc)) from exc
                     self._backoff(attempt)
                     continue
+                marker = RESERVATION_PREFIX + request_id
+                if any(marker in item for item in failed.values()):
+                    # An earlier attempt of ours was applied (transactions are all-or-nothing) and only its
+                    # answer was lost: the reservation stands.
+                    return self._admitted(request_id, cells, cases, now, failed, attempt)
                 self._judge(failed, by_item, breaker_pks, cells, now)
                 if attempt >= MAX_ATTEMPTS:
                     raise StoreUnavailable("budget store: too much contention") from exc
                 continue
             except BotoCoreError as exc:
+                self._release_quietly(request_id, cells)
                 raise StoreUnavailable(str(exc)) from exc
             return self._admitted(request_id, cells, cases, now, new_items, attempt)
 
-    def _write(self, ops: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _release_quietly(self, request_id: str, cells: list[Cell]) -> None:
+        """After a failed reservation whose outcome is unknown (timeout), remove it if it was applied."""
+        by_item: dict[str, dict[str, int]] = {}
+        for cell in cells:
+            if cell.refundable:
+                by_item.setdefault(cell.pk, {})[cell.attr] = cell.inc
+        for pk, refund in by_item.items():
+            try:
+                self.resolve_reservation(pk, request_id, refund)
+            except (ClientError, BotoCoreError):
+                logger.warning("could not release an unknown reservation; the reconciler will",
+                               extra={"pk": pk, "request_id": request_id})
+
+    def _write(self, ops: list[dict[str, Any]], token: str) -> dict[str, dict[str, Any]]:
         """One UpdateItem (returns the new item) or one transaction. Returns new items where known."""
         if len(ops) == 1:
             op = ops[0]
             response = self.client.update_item(**op, ReturnValues="ALL_NEW",
                                                ReturnValuesOnConditionCheckFailure="ALL_OLD")
             return {op["Key"]["pk"]["S"]: response.get("Attributes", {})}
-        self.client.transact_write_items(TransactItems=[
+        self.client.transact_write_items(ClientRequestToken=request_token(token), TransactItems=[
             {"Update": {**op, "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}} for op in ops])
         return {}
 
@@ -357,7 +391,9 @@ class BucketStore:
                     put = ops[0]["Put"]
                     self.client.put_item(**put)
                 else:
-                    self.client.transact_write_items(TransactItems=ops)
+                    self.client.transact_write_items(
+                        ClientRequestToken=request_token(f"settle:{admission.request_id}:{attempt}"),
+                        TransactItems=ops)
                 self._after_settle(admission, used)
                 return written
             except ClientError as exc:

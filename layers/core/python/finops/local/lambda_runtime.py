@@ -1,9 +1,17 @@
-"""Load a function's handler the way Lambda does, and the context object it is called with."""
+"""Load a function's handler the way Lambda does, and the context object it is called with.
+
+Lambda runs one event at a time per execution environment (a process). Handler code may rely on that:
+Powertools' resolver keeps the current event in a class attribute, shared by every resolver in a process.
+So the local runtime is one execution environment per function: concurrent HTTP requests queue for it, as
+they would for a function with reserved concurrency 1. Concurrency against DynamoDB itself is exercised by
+the tests that drive the budget store from many clients over HTTP.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,5 +58,16 @@ def load_handler(function: str, attribute: str = "lambda_handler") -> Handler:
     return getattr(module, attribute)
 
 
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock(function: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(function, threading.Lock())
+
+
 def invoke(function: str, event: dict[str, Any]) -> Any:
-    return load_handler(function)(event, LocalContext(function_name=f"finops-{function}"))
+    """Run one event through ``function``'s handler, one event at a time per function."""
+    with _lock(function):
+        return load_handler(function)(event, LocalContext(function_name=f"finops-{function}"))

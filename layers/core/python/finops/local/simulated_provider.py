@@ -64,12 +64,13 @@ class SimulatedProvider:
     def text_for(self, messages: list[dict[str, Any]], n_tokens: int, encoding: str) -> str:
         digest = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).digest()
         rng = random.Random(digest)
-        words: list[str] = []
-        text = ""
-        while tokens.count_text(text, encoding) < n_tokens:
+        words = [rng.choice(WORDS) for _ in range(max(0, n_tokens))]  # about one token each
+        while words and tokens.count_text(" ".join(words), encoding) > n_tokens:
+            words.pop()
+        while tokens.count_text(" ".join(words), encoding) < n_tokens:
             words.append(rng.choice(WORDS))
-            text = " ".join(words)
-        return " ".join(words[:-1]) if tokens.count_text(text, encoding) > n_tokens and len(words) > 1 else text
+        text = " ".join(words)
+        return " ".join(words[:-1]) if tokens.count_text(text, encoding) > n_tokens else text
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
