@@ -81,22 +81,10 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
-class MethodNotAllowed(FinOpsError):
-    status = 405
-    type = "invalid_request_error"
-    code = "method_not_allowed"
-
-
 class PayloadTooLarge(FinOpsError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
-
-
-class UnsupportedMediaType(FinOpsError):
-    status = 415
-    type = "invalid_request_error"
-    code = "unsupported_media_type"
 
 
 class RateLimited(FinOpsError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.models import Model
 
-from ..aws import region
+from ..dynamo import bind as bind_model
 
 TTL_ATTRIBUTE = "expires_at"
 
@@ -20,8 +20,4 @@ class BudgetItem(Model):
 
 
 def bind(table_name: str) -> type[BudgetItem]:
-    if BudgetItem.Meta.table_name != table_name or getattr(BudgetItem.Meta, "region", None) != region():
-        BudgetItem.Meta.table_name = table_name
-        BudgetItem.Meta.region = region()
-        BudgetItem._connection = None
-    return BudgetItem
+    return bind_model(BudgetItem, table_name)

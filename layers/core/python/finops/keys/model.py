@@ -6,7 +6,7 @@ from pynamodb.attributes import ListAttribute, UnicodeAttribute
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from ..aws import region
+from ..dynamo import bind as bind_model
 
 
 class ByKeyIdIndex(GlobalSecondaryIndex["ApiKey"]):
@@ -38,8 +38,4 @@ class ApiKey(Model):
 
 
 def bind(table_name: str) -> type[ApiKey]:
-    if ApiKey.Meta.table_name != table_name or getattr(ApiKey.Meta, "region", None) != region():
-        ApiKey.Meta.table_name = table_name
-        ApiKey.Meta.region = region()
-        ApiKey._connection = None
-    return ApiKey
+    return bind_model(ApiKey, table_name)

@@ -21,7 +21,7 @@ from pynamodb.constants import NUMBER
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
-from ..aws import region
+from ..dynamo import bind as bind_model
 
 
 class DecimalAttribute(Attribute[Decimal]):
@@ -91,9 +91,4 @@ class LedgerRow(Model):
 
 
 def bind(table_name: str) -> type[LedgerRow]:
-    """Point the model at ``table_name`` in the current region (and drop any cached connection)."""
-    if LedgerRow.Meta.table_name != table_name or getattr(LedgerRow.Meta, "region", None) != region():
-        LedgerRow.Meta.table_name = table_name
-        LedgerRow.Meta.region = region()
-        LedgerRow._connection = None
-    return LedgerRow
+    return bind_model(LedgerRow, table_name)
