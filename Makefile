@@ -1,5 +1,6 @@
 # The two commands a newcomer needs: `make run` and `make test`. Everything else is optional.
 SHELL := /bin/bash
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

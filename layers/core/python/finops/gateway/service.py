@@ -230,4 +230,5 @@ class ChatGateway:
             reserved_usd=ticket.worst_usd,
             tax_usd=ticket.tax_on(cost),
             budget_bypassed=ticket.bypassed,
+            counterfactual_usd=cost,  # unrouted: the call cost what was asked for
         )

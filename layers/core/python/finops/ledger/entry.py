@@ -45,6 +45,9 @@ class LedgerEntry(BaseModel, frozen=True):
     reserved_usd: Decimal = Decimal(0)  # worst case reserved at admission
     tax_usd: Decimal = Decimal(0)  # tax-mode surcharge on top of cost_usd
     budget_bypassed: bool = False  # admitted without a reservation (budget store down, fail-open)
+    # Routing: what the same usage would have cost on the reference (strong) model, for savings reports.
+    counterfactual_usd: Decimal = Decimal(0)
+    route_strategy: str | None = None  # None: the requested model was used as asked
 
     @field_validator("ts")
     @classmethod

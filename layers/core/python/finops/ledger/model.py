@@ -86,6 +86,8 @@ class LedgerRow(Model):
     reserved_usd = DecimalAttribute(default=Decimal)
     tax_usd = DecimalAttribute(default=Decimal)
     budget_bypassed = BooleanAttribute(default=False)
+    counterfactual_usd = DecimalAttribute(default=Decimal)
+    route_strategy = UnicodeAttribute(null=True)
 
     by_day = ByDayIndex()
 
