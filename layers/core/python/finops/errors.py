@@ -129,6 +129,12 @@ class ProviderTimeout(ProviderError):
     code = "provider_timeout"
 
 
+class InternalError(FinOpsError):
+    status = 500
+    type = "server_error"
+    code = "internal_error"
+
+
 class ServiceUnavailable(FinOpsError):
     status = 503
     type = "server_error"

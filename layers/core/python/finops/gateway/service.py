@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger
 from .. import tokens
 from ..budgets.governor import BudgetGovernor, Ticket, prompt_hash
 from ..budgets.store import StoreUnavailable
-from ..errors import ModelNotFound, ProviderError
+from ..errors import InternalError, ModelNotFound, ProviderError
 from ..keys.service import KeyRecord, KeyService
 from ..ledger.entry import LedgerEntry
 from ..ledger.repository import LedgerRepository
@@ -158,17 +158,23 @@ class ChatGateway:
         provider = self.providers.get(price.provider)
         try:
             completion = provider.complete(request.provider_payload(price.model))
-        except ProviderError as exc:
+        except Exception as exc:
+            # Whatever failed, the attempt is booked at cost 0 and the reservation released in full.
+            error = exc if isinstance(exc, ProviderError) else InternalError("The gateway failed to call the provider.")
+            if error is not exc:
+                logger.exception("provider call crashed")
             entry = self._entry(request, key, tags, price, ticket, request_id, started, clock, usage=Usage(),
-                                cost=Decimal(0), status=exc.code, http_status=exc.status, error_code=exc.code)
-            exc.headers.update(out_headers)
-            exc.headers[h.COST] = "0"
-            exc.headers.update(self._settle(ticket, entry, succeeded=False))
-            raise
+                                cost=Decimal(0), status=error.code, http_status=error.status, error_code=error.code)
+            error.headers.update(out_headers)
+            error.headers[h.COST] = "0"
+            error.headers.update(self._settle(ticket, entry, succeeded=False))
+            if error is exc:
+                raise
+            raise error from exc
 
         usage, source = completion.usage, "provider"
         if usage is None:
-            usage, source = self._count_usage(messages, price, completion.body), "estimated"
+            usage, source = self._count_usage(prompt_tokens, price, completion.body), "estimated"
         cost = price.cost(usage)
         entry = self._entry(request, key, tags, price, ticket, request_id, started, clock, usage=usage,
                             cost=cost, status="ok", http_status=200, usage_source=source)
@@ -194,10 +200,10 @@ class ChatGateway:
             return {}
 
     @staticmethod
-    def _count_usage(messages: list[dict[str, Any]], price: ModelPrice, body: dict[str, Any]) -> Usage:
-        prompt = tokens.count_chat_tokens(messages, price.encoding)
+    def _count_usage(prompt_tokens: int, price: ModelPrice, body: dict[str, Any]) -> Usage:
+        """The provider sent no usage: the prompt as counted before the call, the answer counted now."""
         text = "".join(str((c.get("message") or {}).get("content") or "") for c in body.get("choices", []))
-        return Usage(prompt_tokens=prompt, completion_tokens=tokens.count_text(text, price.encoding))
+        return Usage(prompt_tokens=prompt_tokens, completion_tokens=tokens.count_text(text, price.encoding))
 
     def _entry(self, request: ChatCompletionRequest, key: KeyRecord, tags: CostTags, price: ModelPrice,
                ticket: Ticket, request_id: str, started: datetime, clock: float, *, usage: Usage, cost: Decimal,
