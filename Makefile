@@ -7,7 +7,10 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 LAYER := layers/deps/build/.built
 
-.PHONY: run test test-fast bench synth layers lint clean
+FOCUS_VENV := .venv-focus
+FOCUS_VALIDATOR := $(FOCUS_VENV)/.installed
+
+.PHONY: run test test-fast bench synth layers lint clean focus-validator
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,15 +24,26 @@ $(LAYER): pyproject.toml layers/deps/build.py infra/runtime.py $(INSTALLED)
 
 layers: $(LAYER)
 
+# The FinOps Foundation's focus-validator, in its own virtualenv: 1.0.0 (the release for Python 3.11) pins
+# numpy<2, pandas<3, sqlglot<19 and pandera 0.17, which the project's own venv cannot hold; on Python 3.11 it
+# only imports with multimethod<1.11. The chargeback tests call it by subprocess.
+$(FOCUS_VALIDATOR):
+	$(PYTHON) -m venv $(FOCUS_VENV)
+	$(FOCUS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FOCUS_VENV)/bin/python -m pip install --quiet "focus-validator==1.0.0" "multimethod<1.11"
+	touch $@
+
+focus-validator: $(FOCUS_VALIDATOR)
+
 ## Run the gateway locally: moto on 127.0.0.1:4566, simulated provider, gateway on 127.0.0.1:$${PORT:-8080}.
 run: $(INSTALLED)
 	$(VENV)/bin/finops local
 
 ## Run every test (unit, integration, infra, e2e).
-test: $(INSTALLED) $(LAYER)
+test: $(INSTALLED) $(LAYER) $(FOCUS_VALIDATOR)
 	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup
 
-test-fast: $(INSTALLED)
+test-fast: $(INSTALLED) $(FOCUS_VALIDATOR)
 	$(PY) -m pytest -q -x -m "not infra and not e2e"
 
 ## Synthesize the CDK app offline into cdk.out/ (cdk-nag runs on every synth).
@@ -43,4 +57,4 @@ lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf cdk.out layers/deps/build .local .pytest_cache
+	rm -rf cdk.out layers/deps/build .local .pytest_cache $(FOCUS_VENV)

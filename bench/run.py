@@ -189,6 +189,9 @@ def main() -> int:
         print(f"  {label:<50} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
     print(f"  DynamoDB calls per admitted request: {warm['calls_before']:.2f} before the provider call, "
           f"{warm['calls_after']:.2f} after  ({', '.join(warm['call_kinds'])})")
+    import export as chargeback_export  # bench/export.py: chargeback export throughput (BENCH_EXPORT_ROWS)
+
+    chargeback_export.report()
     return 0
 
 

@@ -11,6 +11,7 @@ from constructs import Construct
 
 from infra.constructs.admin_api import AdminApi
 from infra.constructs.budgets import Budgets
+from infra.constructs.chargeback import Chargeback
 from infra.constructs.gateway_api import GatewayApi
 from infra.constructs.keys_table import KeysTable
 from infra.constructs.layers import GatewayLayers
@@ -48,6 +49,8 @@ class GatewayStack(Stack):
         self.admin = AdminApi(self, "Admin", api=self.gateway.api, layers=self.layers.all, keys=self.keys)
         self.reconciler = Reconciler(self, "Reconciler", layers=self.layers.all, budgets=self.budgets,
                                      ledger=self.ledger)
+        self.chargeback = Chargeback(self, "Chargeback", layers=self.layers.all, ledger=self.ledger,
+                                     encryption_key=self.key)
 
         CfnOutput(self, "ApiUrl", value=self.gateway.api.url, description="REST API prod stage URL")
         CfnOutput(self, "OpenAIBaseUrl", value=self.gateway.api.url_for_path("/v1"),

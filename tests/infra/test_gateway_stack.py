@@ -52,7 +52,8 @@ TABLE, FUNCTION, POLICY = "AWS::DynamoDB::Table", "AWS::Lambda::Function", "AWS:
 # logical id prefix -> the PynamoDB model the table is built from
 TABLES = {"LedgerTable": LedgerRow, "KeysTable": ApiKey, "BudgetsTable": BudgetItem}
 # logical id prefix of each function (and of its FunctionRole / FunctionLogs)
-FUNCTIONS = ("GatewayFunction", "AdminFunction", "ReconcilerFunction")
+FUNCTIONS = ("GatewayFunction", "AdminFunction", "ReconcilerFunction", "ChargebackExporterFunction",
+             "ChargebackFocusFunction")
 
 
 @dataclass
@@ -180,7 +181,10 @@ def test_every_acknowledgment_is_specific_and_narrow(synth: Synth) -> None:
         for construct in finding["violatingConstructs"]:
             assert construct["constructPath"].startswith(finding["acknowledgedAt"]), finding
     # The reviewed list: a new acknowledgment must be added here on purpose.
+    chargeback_bucket = synth.id_of("AWS::S3::Bucket", "ChargebackBucket")
     assert {f["acknowledgedId"].removeprefix("AwsSolutions::") for f in suppressed} == {
+        f"AwsSolutions-IAM5[Resource::<{chargeback_bucket}.Arn>/usage/*]",  # the exporter's own prefix
+        f"AwsSolutions-IAM5[Resource::<{chargeback_bucket}.Arn>/focus/*]",  # the FOCUS export's own prefix
         "AwsSolutions-APIG2",  # validation in the Lambda (OpenAI error envelope)
         "AwsSolutions-APIG3",  # WAF optional
         "AwsSolutions-APIG4",  # OpenAI-compatible methods: virtual keys checked in the Lambda
@@ -202,7 +206,8 @@ def test_acknowledgments_sit_on_exactly_the_constructs_they_explain(synth: Synth
     stack, methods = STACK_NAME, f"{STACK_NAME}/Gateway/Api/Default"
     # X-Ray's Resource '*': the three function roles, nothing else (the scheduler role has no wildcard)
     assert set(_acknowledged_at(synth, "AwsSolutions-IAM5[Resource::*]")) == {
-        f"{stack}/Gateway/FunctionRole", f"{stack}/Admin/FunctionRole", f"{stack}/Reconciler/FunctionRole"}
+        f"{stack}/Gateway/FunctionRole", f"{stack}/Admin/FunctionRole", f"{stack}/Reconciler/FunctionRole",
+        f"{stack}/Chargeback/Exporter/FunctionRole", f"{stack}/Chargeback/Focus/FunctionRole"}
     # APIG4 (no authorization): the OpenAI-compatible methods only; the admin methods use IAM.
     open_methods = set(_acknowledged_at(synth, "AwsSolutions-APIG4"))
     assert len(open_methods) == 8
@@ -564,7 +569,7 @@ def test_alerts_event_bus(synth: Synth) -> None:
 
 def test_reconciler_runs_every_five_minutes_on_eventbridge_scheduler(synth: Synth) -> None:
     function_id = synth.id_of(FUNCTION, "ReconcilerFunction")
-    _, schedule = synth.one("AWS::Scheduler::Schedule")
+    _, schedule = synth.one("AWS::Scheduler::Schedule", "ReconcilerSchedule")
     props = schedule["Properties"]
     assert props["ScheduleExpression"] == "rate(5 minutes)"
     assert props["State"] == "ENABLED"

@@ -26,6 +26,8 @@ def _local(args: argparse.Namespace) -> int:
     print(f"    -H 'Authorization: Bearer {free}' \\")
     print("    -H 'X-Project-ID: demo' -H 'X-User-ID: alice' -H 'X-Environment: development' \\")
     print('    -d \'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}\'')
+    print("Chargeback (another shell, same AWS_ENDPOINT_URL; .local/chargeback stands in for the bucket):")
+    print("  finops export --date $(date -u +%F) && finops bill --month $(date -u +%Y-%m) --by project")
     print("Ctrl-C to stop.", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -104,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     reconcile = sub.add_parser("reconcile", help="book or release expired budget reservations once")
     reconcile.set_defaults(func=_reconcile)
+
+    from .chargeback.cli import add_commands as add_chargeback_commands
+
+    add_chargeback_commands(sub)  # export, bill, report
     return parser
 
 

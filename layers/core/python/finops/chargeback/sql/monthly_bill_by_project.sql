@@ -1,0 +1,15 @@
+-- monthly_bill_by_project: The monthly AI bill per project (X-Project-ID), with the department it is billed to.
+-- Parameters: 1 = first day of the billing month (YYYY-MM-DD), 2 = first day of the next month (exclusive).
+SELECT
+  department_id,
+  project_id,
+  CAST(COUNT(*) AS BIGINT) AS requests,
+  CAST(SUM(input_tokens) AS BIGINT) AS input_tokens,
+  CAST(SUM(output_tokens) AS BIGINT) AS output_tokens,
+  CAST(SUM(cost_usd) AS DECIMAL(38, 10)) AS cost_usd,
+  CAST(SUM(tax_usd) AS DECIMAL(38, 10)) AS tax_usd,
+  CAST(SUM(cost_usd + tax_usd) AS DECIMAL(38, 10)) AS billed_usd
+FROM usage
+WHERE dt >= ? AND dt < ?
+GROUP BY department_id, project_id
+ORDER BY billed_usd DESC, department_id, project_id
