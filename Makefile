@@ -10,7 +10,7 @@ LAYER := layers/deps/build/.built
 FOCUS_VENV := .venv-focus
 FOCUS_VALIDATOR := $(FOCUS_VENV)/.installed
 
-.PHONY: run test test-fast bench synth layers lint clean focus-validator
+.PHONY: run test test-fast bench synth layers lint clean focus-validator router-eval router-train
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,13 @@ test-fast: $(INSTALLED) $(FOCUS_VALIDATOR)
 ## Synthesize the CDK app offline into cdk.out/ (cdk-nag runs on every synth).
 synth: $(INSTALLED) $(LAYER)
 	$(PY) infra/app.py
+
+## Router: evaluate on the held-out sets (writes docs/router.md and docs/router_curve.png); retrain the artifact.
+router-eval: $(INSTALLED)
+	$(PY) scripts/router_eval.py
+
+router-train: $(INSTALLED)
+	$(PY) scripts/train_router.py
 
 bench: $(INSTALLED)
 	$(PY) bench/run.py

@@ -13,6 +13,7 @@ from ..budgets.store import BucketStore
 from ..keys.service import KeyService
 from ..ledger.repository import LedgerRepository
 from ..pricing import load_catalog
+from ..routing import Router
 from ..settings import Settings, get_settings
 from .service import ChatGateway, ProviderSet
 
@@ -33,6 +34,18 @@ def keys(settings: Settings) -> KeyService:
     return KeyService(settings.keys_table, set(policy.tiers), cache_ttl_seconds=settings.key_cache_seconds)
 
 
+def router(settings: Settings) -> Router:
+    """The router, checking model access against the same budget policy the governor enforces."""
+    policy = load_policy(settings.budget_policy_path)
+    catalog = load_catalog(settings.price_catalog_path)
+    # A routing tier the budget policy does not define is not checked here; calls on a budget tier the
+    # routing policy does not define use its default tier's ladder, and the governor still enforces access.
+    built = Router(allows=lambda tier, model: tier not in policy.tiers or policy.tier(tier).allows(model),
+                   canonical=lambda model: catalog.get(model).model if model in catalog else model)
+    built.warm()
+    return built
+
+
 @lru_cache(maxsize=1)
 def gateway() -> ChatGateway:
     settings = get_settings()
@@ -43,6 +56,7 @@ def gateway() -> ChatGateway:
         ledger=LedgerRepository(settings.ledger_table, settings.ledger_shards),
         governor=governor(settings),
         keys=keys(settings) if settings.auth_mode == "keys" else None,
+        router=router(settings),
     )
 
 

@@ -26,6 +26,7 @@ from ..openai_schema import ChatCompletionRequest
 from ..pricing import ModelPrice, PriceCatalog, Usage
 from ..providers.base import ChatProvider
 from ..providers.registry import PROVIDERS
+from ..routing import ROUTE_HEADER, RouteDecision, Router
 from ..settings import Settings
 from ..tags import CostTags, resolve_tags
 from . import headers as h
@@ -62,6 +63,11 @@ class ProviderSet:
         return self._built[provider]
 
 
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)
+
+
 def format_cost(cost: Decimal) -> str:
     """A cost as a plain decimal string (no exponent), e.g. ``0.000125``."""
     text = format(cost.normalize(), "f")
@@ -77,6 +83,7 @@ class ChatGateway:
         ledger: LedgerRepository,
         governor: BudgetGovernor,
         keys: KeyService | None,
+        router: Router | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
@@ -85,6 +92,7 @@ class ChatGateway:
         self.ledger = ledger
         self.governor = governor
         self.keys = keys
+        self.router = router
         self.now = now
         self.anonymous = KeyRecord(key_id="anonymous", name="anonymous", tier=settings.anonymous_tier,
                                    projects=("*",), environments=("*",), created_at="1970-01-01T00:00:00Z")
@@ -122,13 +130,20 @@ class ChatGateway:
     def authenticate(self, request_headers: Mapping[str, str]) -> KeyRecord:
         if self.keys is None:
             return self.anonymous
-        authorization = next((v for k, v in request_headers.items() if k.lower() == "authorization"), None)
-        return self.keys.authenticate(authorization)
+        return self.keys.authenticate(_header(request_headers, "Authorization"))
 
-    def resolve(self, request: ChatCompletionRequest) -> ModelPrice:
-        price = self.catalog.get(request.model)
+    def route(self, messages: list[dict[str, Any]], model: str, tier: str,
+              request_headers: Mapping[str, str]) -> RouteDecision:
+        """The model to call: the router's choice, or the requested one when no router is configured."""
+        if self.router is None:
+            return RouteDecision(model=model, requested_model=model, strategy=None, score=None, model_class=None,
+                                 reason="no router", counterfactual_model=model)
+        return self.router.route(messages, model, tier, _header(request_headers, ROUTE_HEADER))
+
+    def resolve(self, model: str) -> ModelPrice:
+        price = self.catalog.get(model)
         if not self.providers.serves(price.provider):
-            raise ModelNotFound(f"The model `{request.model}` is not served by this gateway.", param="model")
+            raise ModelNotFound(f"The model `{model}` is not served by this gateway.", param="model")
         return price
 
     def chat(self, request: ChatCompletionRequest, request_headers: Mapping[str, str],
@@ -136,16 +151,19 @@ class ChatGateway:
         key = self.authenticate(request_headers)
         tags = resolve_tags(request_headers, self.settings)
         key.check_bindings(tags, self.settings.unallocated)
-        price = self.resolve(request)
+        messages = [m.model_dump(exclude_none=True) for m in request.messages]
+        route = self.route(messages, request.model, key.tier, request_headers)
+        price = self.resolve(route.model)
         self.governor.check_model(key, price.model)
         out_headers = {h.REQUEST_ID: request_id, h.MODEL: price.model}
+        if route.routed or route.downgraded:
+            out_headers[h.ROUTE] = f"{route.strategy or 'tier'}; {route.reason}"[:200]
         if tags.unallocated:
             out_headers[h.WARNING] = (
                 f"untagged request booked to '{self.settings.unallocated}' "
                 f"(missing or invalid: {', '.join(tags.unallocated)})"
             )
 
-        messages = [m.model_dump(exclude_none=True) for m in request.messages]
         prompt_tokens = tokens.count_chat_tokens(messages, price.encoding)
         worst = price.worst_case_cost(prompt_tokens, request.output_limit) * request.n
         started = self.now()
@@ -163,7 +181,7 @@ class ChatGateway:
             error = exc if isinstance(exc, ProviderError) else InternalError("The gateway failed to call the provider.")
             if error is not exc:
                 logger.exception("provider call crashed")
-            entry = self._entry(request, key, tags, price, ticket, request_id, started, clock, usage=Usage(),
+            entry = self._entry(request, key, tags, price, route, ticket, request_id, started, clock, usage=Usage(),
                                 cost=Decimal(0), status=error.code, http_status=error.status, error_code=error.code)
             error.headers.update(out_headers)
             error.headers[h.COST] = "0"
@@ -176,7 +194,7 @@ class ChatGateway:
         if usage is None:
             usage, source = self._count_usage(prompt_tokens, price, completion.body), "estimated"
         cost = price.cost(usage)
-        entry = self._entry(request, key, tags, price, ticket, request_id, started, clock, usage=usage,
+        entry = self._entry(request, key, tags, price, route, ticket, request_id, started, clock, usage=usage,
                             cost=cost, status="ok", http_status=200, usage_source=source)
         out_headers.update(self._settle(ticket, entry, succeeded=True))
         out_headers[h.COST] = format_cost(cost)
@@ -205,9 +223,15 @@ class ChatGateway:
         text = "".join(str((c.get("message") or {}).get("content") or "") for c in body.get("choices", []))
         return Usage(prompt_tokens=prompt_tokens, completion_tokens=tokens.count_text(text, price.encoding))
 
+    def _counterfactual(self, route: RouteDecision, price: ModelPrice, usage: Usage, cost: Decimal) -> Decimal:
+        """What the same usage would have cost on the model the call would have used without the router."""
+        if route.counterfactual_model == price.model or route.counterfactual_model not in self.catalog:
+            return cost
+        return self.catalog.get(route.counterfactual_model).cost(usage)
+
     def _entry(self, request: ChatCompletionRequest, key: KeyRecord, tags: CostTags, price: ModelPrice,
-               ticket: Ticket, request_id: str, started: datetime, clock: float, *, usage: Usage, cost: Decimal,
-               status: str, http_status: int, error_code: str | None = None,
+               route: RouteDecision, ticket: Ticket, request_id: str, started: datetime, clock: float, *,
+               usage: Usage, cost: Decimal, status: str, http_status: int, error_code: str | None = None,
                usage_source: str = "provider") -> LedgerEntry:
         return LedgerEntry(
             request_id=request_id,
@@ -236,5 +260,7 @@ class ChatGateway:
             reserved_usd=ticket.worst_usd,
             tax_usd=ticket.tax_on(cost),
             budget_bypassed=ticket.bypassed,
-            counterfactual_usd=cost,  # unrouted: the call cost what was asked for
+            counterfactual_usd=self._counterfactual(route, price, usage, cost),
+            route_strategy=("downgrade" if route.downgraded else route.strategy or "tier") if route.routed
+            or route.downgraded else None,
         )

@@ -1,0 +1,257 @@
+"""`make router-eval`: every routing strategy on the acceptance data, RouteLLM's metrics, timings.
+
+    .venv/bin/python scripts/router_eval.py [--data ../shared/data/router] [--boot 1000] [--no-docs]
+
+- Benchmarks: the held-out MMLU subjects, GSM8K and MT-Bench (decontaminated); never used for training,
+  calibration or feature choice. The validation subjects (part of ``train_subjects``, recorded in the
+  artifact) calibrate each strategy's threshold for the artifact's target strong-call share.
+- Metrics (``finops.routing.metrics``, as RouteLLM's ``evals/evaluate.py``): APGR, CPT(50%), CPT(80%) on the
+  full-resolution cost-quality curve (every distinct score a threshold), APGR also on RouteLLM's default
+  10-quantile thresholds; realised strong-call share and quality at the calibrated threshold. 95% bootstrap
+  intervals (prompts resampled, fixed seed).
+- Always-weak / always-strong are single operating points: APGR 0 and 1 by the normalisation.
+- Timings: classifier artifact load (in-process, and a cold interpreter), per-prompt scoring p50/p99 over the
+  acceptance prompts, ``Router.route`` p99.
+
+Writes ``docs/router.md`` (between the ``router-eval`` markers) and ``docs/router_curve.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "layers/core/python"))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np  # noqa: E402
+from finops.routing import data as rdata  # noqa: E402
+from finops.routing import metrics  # noqa: E402
+from finops.routing.model import Classifier, artifact_dir  # noqa: E402
+from finops.routing.router import Router  # noqa: E402
+from finops.routing.strategies import STRATEGIES, get_strategy  # noqa: E402
+
+ORDER = ("random", "always_weak", "always_strong", "length", "seed_heuristic", "classifier")
+BENCHES = (("mmlu_heldout", "MMLU held-out subjects"), ("gsm8k", "GSM8K"), ("mt_bench", "MT-Bench"))
+BEGIN, END = "<!-- router-eval:begin -->", "<!-- router-eval:end -->"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def load(root: Path, meta: dict) -> tuple[dict[str, list[rdata.Example]], list[rdata.Example]]:
+    splits = rdata.load_splits(root)
+    drop = rdata.contaminated_prompts(root)
+    _, val_subjects = rdata.split_train_validation(splits, meta["training"]["seed"],
+                                                   meta["training"]["config"]["validation_fraction"])
+    if list(val_subjects) != meta["training"]["validation_subjects"]:
+        raise SystemExit("the artifact's validation subjects differ from splits.json + seed: retrain the router")
+    benches = {"mmlu_heldout": rdata.load_mmlu(root, splits.heldout_subjects, drop),
+               "gsm8k": rdata.load_gsm8k(root, drop), "mt_bench": rdata.load_mt_bench(root, drop)}
+    return benches, rdata.load_mmlu(root, val_subjects, drop)
+
+
+def evaluate(benches: dict, validation: list, n_boot: int, seed: int, target_share: float,
+             classifier: Classifier) -> tuple[dict, dict]:
+    results: dict = {}
+    curves: dict = {}
+    for name in ORDER:
+        strategy = get_strategy(name) if name != "classifier" else STRATEGIES[name](classifier)
+        val_scores = np.array([strategy.score(e.prompt) for e in validation])
+        threshold = (strategy.default_cutoffs.strong if strategy.constant
+                     else metrics.threshold_for_share(val_scores, target_share))
+        if name == "classifier":
+            shipped = classifier.meta["calibration"]["threshold"]
+            if abs(shipped - threshold) > 1e-9:
+                raise SystemExit(f"classifier threshold {threshold} != the artifact's {shipped}: retrain the router")
+        for bench, examples in benches.items():
+            weak = np.array([e.weak for e in examples])
+            strong = np.array([e.strong for e in examples])
+            scores = np.array([strategy.score(e.prompt) for e in examples])
+            row: dict = {"threshold": threshold, "n": len(examples),
+                         "weak_quality": float(weak.mean()), "strong_quality": float(strong.mean())}
+            share, quality = metrics.realised(scores, weak, strong, threshold)
+            row.update(share=share, quality=quality)
+            if strategy.constant:
+                row.update(apgr=1.0 if share == 1.0 else 0.0, apgr10=1.0 if share == 1.0 else 0.0,
+                           cpt50=100.0 if share == 1.0 else float("nan"), cpt80=100.0 if share == 1.0 else float("nan"))
+                boot = metrics.bootstrap(scores, weak, strong, threshold, n_boot=n_boot, seed=seed)
+                for k in ("apgr", "cpt50", "cpt80"):
+                    boot[k] = np.full(n_boot, row[k])
+                curves[(name, bench)] = ([share * 100], [quality])
+            else:
+                c = metrics.curve(scores, weak, strong)
+                row.update(apgr=metrics.apgr(c), cpt50=metrics.cpt(c, 0.5), cpt80=metrics.cpt(c, 0.8),
+                           apgr10=metrics.apgr(metrics.curve(scores, weak, strong, num_results=10)))
+                boot = metrics.bootstrap(scores, weak, strong, threshold, n_boot=n_boot, seed=seed)
+                curves[(name, bench)] = (c.strong_pct, c.quality)
+            row["ci"] = {k: metrics.interval(v) for k, v in boot.items()}
+            results[(name, bench)] = row
+            print(f"{bench:13s} {name:15s} APGR {row['apgr']:.3f} [{row['ci']['apgr'][0]:.3f}, "
+                  f"{row['ci']['apgr'][1]:.3f}]  CPT50 {row['cpt50']:.1f}%  CPT80 {row['cpt80']:.1f}%  "
+                  f"share@thr {share:.1%}  quality {quality:.3f}", flush=True)
+    return results, curves
+
+
+def timings(benches: dict, classifier: Classifier) -> dict:
+    prompts = [e.prompt for ex in benches.values() for e in ex]
+    out: dict = {"prompts": len(prompts)}
+    loads = []
+    for _ in range(20):
+        t = time.perf_counter()
+        Classifier.load()
+        loads.append((time.perf_counter() - t) * 1000)
+    out["load_ms_p50"], out["load_ms_max"] = statistics.median(loads), max(loads)
+    code = (f"import time,sys; sys.path.insert(0, {str(ROOT / 'layers/core/python')!r}); t=time.perf_counter(); "
+            "from finops.routing.model import Classifier; c=Classifier.load(); c.score('warm'); "
+            "print((time.perf_counter()-t)*1000)")
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    colds = [float(subprocess.run([sys.executable, "-c", code], capture_output=True,  # noqa: S603 (our own code)
+                                  text=True, check=True, env=env).stdout) for _ in range(5)]
+    out["cold_import_load_ms_p50"] = statistics.median(colds)
+    for p in prompts[:200]:
+        classifier.score(p)  # warm
+    runs = np.zeros((3, len(prompts)))
+    for r in range(3):
+        for i, p in enumerate(prompts):
+            t = time.perf_counter_ns()
+            classifier.score(p)
+            runs[r, i] = (time.perf_counter_ns() - t) / 1000
+    per = runs.ravel().tolist()
+    out["score_us_p50"], out["score_us_p99"], out["score_us_max"] = pct(per, 0.5), pct(per, 0.99), max(per)
+    # each prompt's fastest of its 3 runs: the prompt's own cost, without scheduler / neighbour noise
+    best = runs.min(axis=0).tolist()
+    out["score_us_best_p50"], out["score_us_best_p99"] = pct(best, 0.5), pct(best, 0.99)
+    t = time.perf_counter()
+    for _ in range(50):
+        sum(range(10_000))
+    out["cpu_ref_us"] = (time.perf_counter() - t) / 50 * 1e6  # sum(range(10_000)): compare machines
+    router = Router.default()
+    router.warm()
+    route = []
+    for p in prompts:
+        messages = [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": p}]
+        t = time.perf_counter_ns()
+        router.route(messages, "auto", "pro")
+        route.append((time.perf_counter_ns() - t) / 1000)
+    out["route_us_p50"], out["route_us_p99"] = pct(route, 0.5), pct(route, 0.99)
+    out["artifact_bytes"] = (artifact_dir() / "classifier.npz").stat().st_size
+    return out
+
+
+def fmt_ci(row: dict, key: str, scale: float = 1.0, digits: int = 3, unit: str = "") -> str:
+    v = row[key]
+    if v != v:  # NaN
+        return "n/a"
+    lo, hi = row["ci"][key]
+    if lo == hi == v or lo != lo:
+        return f"{v * scale:.{digits}f}{unit}"
+    return f"{v * scale:.{digits}f}{unit} [{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]"
+
+
+def markdown(results: dict, times: dict, meta: dict, n_boot: int, seed: int, target: float) -> str:
+    lines = [BEGIN, "",
+             f"Generated by `scripts/router_eval.py` (bootstrap: {n_boot} resamples, seed {seed}). Artifact sha256 "
+             f"`{meta['sha256'][:16]}...`, {times['artifact_bytes'] / 1e6:.2f} MB. Threshold of every strategy "
+             f"calibrated on the validation subjects (training data) for {target:.0%} strong calls.", ""]
+    for bench, title in BENCHES:
+        any_row = results[(ORDER[0], bench)]
+        lines += [f"### {title} (n = {any_row['n']}; weak {any_row['weak_quality']:.3f}, "
+                  f"strong {any_row['strong_quality']:.3f})", "",
+                  "| strategy | APGR [95% CI] | APGR (10 thr.) | CPT(50%) | CPT(80%) | strong share @thr | "
+                  "quality @thr |", "|---|---|---|---|---|---|---|"]
+        for name in ORDER:
+            r = results[(name, bench)]
+            qd = 2 if bench == "mt_bench" else 3
+            lines.append(f"| {name} | {fmt_ci(r, 'apgr')} | {r['apgr10']:.3f} | {fmt_ci(r, 'cpt50', 1, 1, '%')} | "
+                         f"{fmt_ci(r, 'cpt80', 1, 1, '%')} | {fmt_ci(r, 'share', 100, 1, '%')} | "
+                         f"{fmt_ci(r, 'quality', 1, qd)} |")
+        lines.append("")
+    lines += ["### Timings (this machine)", "",
+              f"- artifact load: p50 {times['load_ms_p50']:.1f} ms, max {times['load_ms_max']:.1f} ms in-process; "
+              f"cold interpreter import + load + first score: p50 {times['cold_import_load_ms_p50']:.0f} ms",
+              f"- classifier score per prompt ({times['prompts']} acceptance prompts x 3 runs): p50 "
+              f"{times['score_us_p50']:.0f} us, p99 {times['score_us_p99']:.0f} us, "
+              f"max {times['score_us_max']:.0f} us; "
+              f"each prompt's fastest run: p50 {times['score_us_best_p50']:.0f} us, "
+              f"p99 {times['score_us_best_p99']:.0f} us",
+              f"- machine reference: `sum(range(10_000))` takes {times['cpu_ref_us']:.0f} us here (timings are noisy "
+              "on a shared VM; compare with this number)",
+              f"- `Router.route` (auto, pro tier): p50 {times['route_us_p50']:.0f} us, "
+              f"p99 {times['route_us_p99']:.0f} us",
+              "", "![cost-quality curves](router_curve.png)", "", END]
+    return "\n".join(lines)
+
+
+def plot(curves: dict, results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    for ax, (bench, title) in zip(axes, BENCHES, strict=True):
+        for name in ORDER:
+            x, y = curves[(name, bench)]
+            if len(x) == 1:
+                ax.plot(x, y, marker="o", linestyle="none", label=name)
+            else:
+                ax.plot(x, y, label=f"{name} (APGR {results[(name, bench)]['apgr']:.3f})", linewidth=1.2)
+        r = results[(ORDER[0], bench)]
+        ax.axhline(r["weak_quality"], color="grey", linestyle="--", linewidth=0.8)
+        ax.axhline(r["strong_quality"], color="red", linestyle="--", linewidth=0.8)
+        ax.set_title(title)
+        ax.set_xlabel("strong model calls (%)")
+        ax.set_ylabel("accuracy" if bench != "mt_bench" else "GPT-4 judge score")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_doc(path: Path, block: str) -> None:
+    text = path.read_text() if path.exists() else "# Model router\n\n## Results\n\n" + BEGIN + "\n" + END + "\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n## Results\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=None)
+    parser.add_argument("--boot", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs")
+    parser.add_argument("--no-docs", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    classifier = Classifier.load()
+    meta = classifier.meta
+    target = float(meta["calibration"]["target_strong_share"])
+    benches, validation = load(args.data or rdata.default_root(), meta)
+    results, curves = evaluate(benches, validation, args.boot, args.seed, target, classifier)
+    times = timings(benches, classifier)
+    print({k: round(v, 2) if isinstance(v, float) else v for k, v in times.items()})
+    if not args.no_docs:
+        args.docs.mkdir(parents=True, exist_ok=True)
+        write_doc(args.docs / "router.md", markdown(results, times, meta, args.boot, args.seed, target))
+        plot(curves, results, args.docs / "router_curve.png")
+        print(f"wrote {args.docs / 'router.md'} and {args.docs / 'router_curve.png'}")
+    print(f"router-eval took {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""The router in the request path: `model: "auto"`, X-FinOps-Route, and the ledger's counterfactual cost."""
+
+from __future__ import annotations
+
+from finops.pricing import Usage, load_catalog
+
+HARD = "Analyze the legal exposure in this contract clause and draft a strategy memo, step by step. " * 12
+
+
+def _event(load_event, content: str, model: str = "auto", **headers: str) -> dict:
+    event = load_event("chat_completion", body={"model": model, "messages": [{"role": "user", "content": content}]})
+    event["headers"].update(headers)
+    return event
+
+
+def test_auto_routes_and_books_what_the_strong_model_would_have_cost(gateway_env, load_event):
+    catalog = load_catalog()
+    easy = gateway_env.invoke(_event(load_event, "hi"))
+    hard = gateway_env.invoke(_event(load_event, HARD))
+    assert (easy.status, hard.status) == (200, 200)
+    assert easy.header("X-FinOps-Model") == "gpt-4o-mini"
+    assert hard.header("X-FinOps-Model") == "gpt-4o"
+    assert easy.header("X-FinOps-Route-Decision").startswith("classifier")
+
+    rows = {row.request_id: row for row in gateway_env.entries()}
+    cheap = rows[easy.header("X-Request-ID")]
+    strong = rows[hard.header("X-Request-ID")]
+    assert (cheap.requested_model, cheap.model, cheap.route_strategy) == ("auto", "gpt-4o-mini", "classifier")
+    usage = Usage(prompt_tokens=cheap.input_tokens, completion_tokens=cheap.output_tokens)
+    assert cheap.counterfactual_usd == catalog.get("gpt-4o").cost(usage) > cheap.cost_usd
+    # Routed to the reference model itself: no savings.
+    assert strong.counterfactual_usd == strong.cost_usd
+
+
+def test_route_off_and_concrete_models_are_not_routed(gateway_env, load_event):
+    off = gateway_env.invoke(_event(load_event, "hi", **{"X-FinOps-Route": "off"}))
+    concrete = gateway_env.invoke(_event(load_event, "hi", model="gpt-3.5-turbo"))
+    assert (off.status, concrete.status) == (200, 200)
+    assert off.header("X-FinOps-Model") == "gpt-4o"  # the enterprise tier's best model, unscored
+    assert concrete.header("X-FinOps-Model") == "gpt-3.5-turbo"
+    assert concrete.header("X-FinOps-Route-Decision") is None
+    row = next(r for r in gateway_env.entries() if r.request_id == concrete.header("X-Request-ID"))
+    assert (row.route_strategy, row.counterfactual_usd) == (None, row.cost_usd)

@@ -1,0 +1,78 @@
+"""The shipped classifier: loads offline (the suite blocks the network), matches its hash, predicts
+deterministically, stays small and fast to load."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import pytest
+from finops.routing.features import DENSE_NAMES, extract, prompt_text
+from finops.routing.model import Classifier, artifact_dir
+
+PROMPTS = [
+    "What is 2+2?",
+    "Write a haiku about autumn.",
+    "Analyze the legal risks of this clause: the supplier shall indemnify the buyer against all claims. " * 8,
+    "Which of the following is NOT a prime number?\nA. 2\nB. 3\nC. 9\nD. 11\nAnswer:",
+    "\u00dcn\u00efc\u00f6d\u00e9 \u2014 \u4e2d\u6587 \u201cquotes\u201d 3.5 \u00d7 2 = ?",
+    "",
+]
+
+
+def test_artifact_hash_matches_metadata() -> None:
+    meta = json.loads((artifact_dir() / "classifier.json").read_text())
+    blob = (artifact_dir() / "classifier.npz").read_bytes()
+    assert hashlib.sha256(blob).hexdigest() == meta["sha256"]
+    assert len(blob) == meta["bytes"] <= 5_000_000
+    assert meta["dense_names"] == list(DENSE_NAMES)
+    # trained and calibrated on training subjects only
+    import finops.routing.data as rdata
+
+    root = rdata.default_root()
+    if (root / "splits.json").exists():
+        splits = rdata.load_splits(root)
+        used = set(meta["training"]["fit_subjects"]) | set(meta["training"]["validation_subjects"])
+        assert used <= set(splits.train_subjects)
+        assert not used & set(splits.heldout_subjects)
+
+
+def test_loads_fast_and_predicts_deterministically() -> None:
+    started = time.perf_counter()
+    a = Classifier.load()
+    assert time.perf_counter() - started < 0.5  # budget 50 ms; generous here for loaded CI machines
+    b = Classifier.load()
+    for p in PROMPTS:
+        sa, sb = a.score(p), b.score(p)
+        assert sa == sb
+        assert 0.0 <= sa <= 1.0
+        assert a.score(p) == sa
+
+
+def test_scores_rank_sensibly() -> None:
+    clf = Classifier.load()
+    assert clf.score("hi") < clf.meta["calibration"]["threshold"]
+    assert clf.score(PROMPTS[2]) > clf.meta["calibration"]["threshold"]
+
+
+def test_calibration_grid_is_monotone() -> None:
+    grid = Classifier.load().meta["calibration"]["grid"]
+    thresholds = [row["threshold"] for row in sorted(grid, key=lambda r: r["target_share"])]
+    assert thresholds == sorted(thresholds, reverse=True)
+    assert Classifier.load().meta["calibration"]["target_strong_share"] == pytest.approx(0.5)
+
+
+def test_features_are_bounded_and_total() -> None:
+    dense, terms = extract("word " * 200_000)
+    assert len(dense) == len(DENSE_NAMES)
+    assert len(terms) < 1000  # only the head and tail windows are tokenised
+    assert extract("")[1] == []
+    assert extract("The 3.5 cats")[1] == [b"the", b"#", b"#", b"cats", b"the #", b"# #", b"# cats"]
+    assert prompt_text([{"role": "system", "content": "sys"}, {"role": "user", "content": "first"},
+                        {"role": "assistant", "content": "reply"}, {"role": "user", "content": "last"}]) == "last"
+    assert prompt_text([{"role": "user", "content": [{"type": "text", "text": "a"},
+                                                     {"type": "image_url", "image_url": {"url": "x"}},
+                                                     {"type": "text", "text": "b"}]}]) == "a\nb"
+    assert prompt_text([{"role": "system", "content": "only"}]) == "only"
+    assert prompt_text([]) == ""

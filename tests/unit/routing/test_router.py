@@ -1,0 +1,156 @@
+"""Router.route: auto, concrete models honoured, tier downgrade / refusal, X-FinOps-Route, counterfactuals."""
+
+from __future__ import annotations
+
+import pytest
+from finops.routing import RouteDecision, Router, RoutingPolicy, load_routing_policy
+from finops.routing.strategies import Cutoffs, Strategy
+
+ALLOWED = {
+    "free": {"gpt-4o-mini", "gpt-3.5-turbo", "llama-3.1-8b-instant"},
+    "pro": {"gpt-4o-mini", "claude-haiku-4-5", "gpt-4o"},
+    "duo": {"gpt-4o-mini", "gpt-4o"},
+    "strict": {"gpt-4o-mini"},
+}
+ALIASES = {"gpt-4o-2024-08-06": "gpt-4o"}
+
+
+class Fixed(Strategy):
+    """Scores every prompt with the number written in it (tests choose the class exactly)."""
+
+    name = "fixed"
+
+    def score(self, text: str) -> float:
+        return float(text)
+
+    def cutoffs(self, strong_share: float | None = None, medium_share: float = 0.0,
+                target_pgr: float | None = None) -> Cutoffs:
+        return Cutoffs(strong=0.7, medium=0.4)
+
+
+POLICY = RoutingPolicy.model_validate({
+    "default_strategy": "fixed",
+    "reference_model": "gpt-4o",
+    "tiers": {
+        "free": {"cheap": "gpt-4o-mini"},
+        "pro": {"cheap": "gpt-4o-mini", "medium": "claude-haiku-4-5", "strong": "gpt-4o", "medium_share": 0.25},
+        "duo": {"cheap": "gpt-4o-mini", "strong": "gpt-4o"},
+        "strict": {"cheap": "gpt-4o-mini", "on_forbidden": "refuse"},
+    },
+})
+
+
+@pytest.fixture
+def router() -> Router:
+    return Router(POLICY, allows=lambda tier, model: model in ALLOWED.get(tier, set()),
+                  canonical=lambda m: ALIASES.get(m, m), strategies={"fixed": Fixed()})
+
+
+def ask(router: Router, score: float | str, model: str = "auto", tier: str = "pro",
+        header: str | None = None) -> RouteDecision:
+    return router.route([{"role": "system", "content": "9"}, {"role": "user", "content": str(score)}], model, tier,
+                        header)
+
+
+@pytest.mark.parametrize(("score", "model", "cls"), [
+    (0.9, "gpt-4o", "strong"), (0.7, "gpt-4o", "strong"), (0.5, "claude-haiku-4-5", "medium"),
+    (0.4, "claude-haiku-4-5", "medium"), (0.1, "gpt-4o-mini", "cheap")])
+def test_auto_picks_the_class_by_score(router: Router, score: float, model: str, cls: str) -> None:
+    d = ask(router, score)
+    assert (d.model, d.model_class, d.strategy, d.score) == (model, cls, "fixed", score)
+    assert d.routed and not d.downgraded and not d.forbidden
+    assert d.counterfactual_model == "gpt-4o"
+    assert d.requested_model == "auto"
+
+
+def test_auto_without_a_medium_model(router: Router) -> None:
+    assert ask(router, 0.5, tier="duo").model == "gpt-4o-mini"  # no medium: below the strong cut-off -> cheap
+    assert ask(router, 0.8, tier="duo").model == "gpt-4o"
+
+
+def test_free_tier_reaches_only_cheap_and_skips_scoring(router: Router) -> None:
+    d = ask(router, "not a number", tier="free")  # Fixed.score would raise: it is never called
+    assert (d.model, d.score, d.strategy) == ("gpt-4o-mini", None, None)
+    assert d.counterfactual_model == "gpt-4o"  # free has no strong model: the reference model
+
+
+def test_auto_is_case_insensitive(router: Router) -> None:
+    assert ask(router, 0.9, model=" AUTO ").model == "gpt-4o"
+
+
+def test_concrete_model_is_honoured(router: Router) -> None:
+    d = ask(router, "ignored", model="gpt-4o")
+    assert (d.model, d.routed, d.strategy, d.counterfactual_model) == ("gpt-4o", False, None, "gpt-4o")
+    d = ask(router, "ignored", model="gpt-4o-2024-08-06")
+    assert (d.model, d.requested_model) == ("gpt-4o", "gpt-4o-2024-08-06")
+
+
+def test_forbidden_model_is_downgraded(router: Router) -> None:
+    d = ask(router, "ignored", model="gpt-4o", tier="free")
+    assert (d.model, d.downgraded, d.forbidden) == ("gpt-4o-mini", True, False)
+    assert d.counterfactual_model == "gpt-4o"  # what was asked for
+
+
+def test_forbidden_model_is_refused_when_the_tier_says_so(router: Router) -> None:
+    d = ask(router, "ignored", model="gpt-4o", tier="strict")
+    assert (d.model, d.downgraded, d.forbidden) == ("gpt-4o", False, True)
+
+
+def test_route_off(router: Router) -> None:
+    d = ask(router, "not a number", header="off")
+    assert (d.model, d.routed, d.strategy, d.score) == ("gpt-4o", False, None, None)
+    assert ask(router, "x", header="OFF").model == "gpt-4o"
+    assert ask(router, "x", model="gpt-4o-mini", header="off").model == "gpt-4o-mini"
+    # no silent substitution when routing is off: a forbidden model is refused
+    d = ask(router, "x", model="gpt-4o", tier="free", header="off")
+    assert (d.forbidden, d.downgraded) == (True, False)
+
+
+def test_route_header_picks_a_strategy(router: Router) -> None:
+    d = ask(router, "x" * 2000, header="length")
+    assert d.strategy == "length" and d.model_class in ("strong", "medium", "cheap")
+    d = ask(router, 0.9, header="bogus")
+    assert d.strategy == "fixed" and "ignored" in d.reason
+    assert ask(router, 0.9, header="on").strategy == "fixed"
+
+
+def test_unknown_tier_uses_the_default_tier(router: Router) -> None:
+    assert ask(router, 0.9, tier="nobody").model == "gpt-4o-mini"
+
+
+def test_misconfigured_ladder_is_rejected() -> None:
+    with pytest.raises(ValueError, match="not allowed for the tier"):
+        Router(POLICY, allows=lambda tier, model: model == "gpt-4o-mini", strategies={"fixed": Fixed()})
+    with pytest.raises(ValueError):
+        RoutingPolicy.model_validate({"tiers": {"free": {}}, "default_tier": "free"})
+    with pytest.raises(ValueError):
+        RoutingPolicy.model_validate({"tiers": {"free": {"cheap": "a"}}, "default_tier": "pro"})
+
+
+def test_shipped_policy_matches_the_budget_tiers() -> None:
+    router = Router.default()  # raises if a ladder model is not allowed for its tier
+    policy = load_routing_policy()
+    assert set(policy.tiers) == {"free", "pro", "enterprise"}
+    assert policy.tiers["free"].classes == ("cheap",)
+    msgs = [{"role": "user", "content": "Analyze the legal exposure in this contract clause, step by step. " * 10}]
+    d = router.route(msgs, "auto", "pro")
+    assert d.strategy == "classifier" and d.model_class == "strong" and d.model == "gpt-4o"
+    d = router.route([{"role": "user", "content": "hi"}], "auto", "pro")
+    assert d.model == "gpt-4o-mini"
+    assert router.route(msgs, "auto", "free").model == "gpt-4o-mini"
+    # The shipped tiers refuse a concrete model they may not use (403 model_not_allowed) rather than swap it.
+    refused = router.route(msgs, "gpt-4o", "free")
+    assert (refused.model, refused.forbidden, refused.downgraded) == ("gpt-4o", True, False)
+    assert router.route(msgs, "gpt-4o-2024-08-06", "pro").model == "gpt-4o"
+
+
+def test_shipped_ladders_are_priced_and_served() -> None:
+    from finops.pricing import load_catalog
+    from finops.providers.registry import PROVIDERS
+
+    catalog = load_catalog()
+    policy = load_routing_policy()
+    for tier in policy.tiers.values():
+        for cls in tier.classes:
+            assert catalog.get(tier.model_of(cls)).provider in PROVIDERS  # type: ignore[arg-type]
+    assert catalog.get(policy.reference_model).provider in PROVIDERS
