@@ -22,6 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = ROOT / "pyproject.toml"
 CORE_LAYER_DIR = ROOT / "layers" / "core"
 DEPS_LAYER_DIR = ROOT / "layers" / "deps" / "build"
+# The chargeback functions' extra layer, built beside the shared one (and excluded from it).
+CHARGEBACK_LAYER_SUBDIR = "chargeback"
+CHARGEBACK_EXTRA = "chargeback"
 STAMP_NAME = ".built"
 GATEWAY_FUNCTION_DIR = ROOT / "functions" / "gateway"
 
@@ -33,12 +36,16 @@ _MACHINE = {"arm64": "aarch64", "x86_64": "x86_64"}[LAMBDA_ARCH]
 PIP_PLATFORMS = tuple(f"{tag}_{_MACHINE}" for tag in ("manylinux2014", "manylinux_2_28", "manylinux_2_34"))
 
 
-def project_dependencies(pyproject: Path = PYPROJECT) -> list[str]:
-    """``[project].dependencies`` of pyproject.toml: exactly what the deps layer ships."""
+def project_dependencies(pyproject: Path = PYPROJECT, extra: str | None = None) -> list[str]:
+    """``[project].dependencies`` (what the shared deps layer ships), or an optional extra's list."""
     with pyproject.open("rb") as fh:
-        return list(tomllib.load(fh)["project"]["dependencies"])
+        project = tomllib.load(fh)["project"]
+    return list(project["optional-dependencies"][extra] if extra else project["dependencies"])
 
 
-def layer_stamp(dependencies: list[str]) -> dict[str, Any]:
+def layer_stamp(dependencies: list[str], chargeback: list[str] | None = None) -> dict[str, Any]:
     """What ``layers/deps/build/.built`` records, and what the CDK app expects to find there."""
-    return {"python": LAMBDA_PYTHON, "arch": LAMBDA_ARCH, "dependencies": sorted(dependencies)}
+    if chargeback is None:
+        chargeback = project_dependencies(extra=CHARGEBACK_EXTRA)
+    return {"python": LAMBDA_PYTHON, "arch": LAMBDA_ARCH, "dependencies": sorted(dependencies),
+            CHARGEBACK_EXTRA: sorted(chargeback)}

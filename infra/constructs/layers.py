@@ -1,4 +1,5 @@
-"""The two Lambda layers: the ``finops`` package (layers/core) and its third-party dependencies."""
+"""The Lambda layers: the ``finops`` package (layers/core), its third-party dependencies, and the chargeback
+functions' own (DuckDB, sqlglot), kept out of the gateway's layers."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.runtime import (
+    CHARGEBACK_LAYER_SUBDIR,
     CORE_LAYER_DIR,
     DEPS_LAYER_DIR,
     LAMBDA_ARCH,
@@ -79,11 +81,25 @@ class GatewayLayers(Construct):
         )
         self.deps = lambda_.LayerVersion(
             self, "Deps",
-            code=lambda_.Code.from_asset(str(deps_dir), exclude=ASSET_EXCLUDE),
+            code=lambda_.Code.from_asset(str(deps_dir), exclude=[*ASSET_EXCLUDE, CHARGEBACK_LAYER_SUBDIR]),
             description=f"Runtime dependencies from pyproject.toml (python{LAMBDA_PYTHON}, {LAMBDA_ARCH})",
+            **compat,
+        )
+        chargeback_dir = deps_dir / CHARGEBACK_LAYER_SUBDIR
+        if not (chargeback_dir / "python").is_dir():
+            raise DepsLayerNotBuilt(f"{chargeback_dir} is missing. Run `make layers` (python layers/deps/build.py).")
+        self.chargeback = lambda_.LayerVersion(
+            self, "ChargebackDeps",
+            code=lambda_.Code.from_asset(str(chargeback_dir), exclude=ASSET_EXCLUDE),
+            description="The chargeback functions' own dependencies (DuckDB, sqlglot): kept off the gateway",
             **compat,
         )
 
     @property
     def all(self) -> list[lambda_.ILayerVersion]:
+        """What every function gets."""
         return [self.core, self.deps]
+
+    @property
+    def for_chargeback(self) -> list[lambda_.ILayerVersion]:
+        return [self.core, self.deps, self.chargeback]

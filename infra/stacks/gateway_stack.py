@@ -49,7 +49,7 @@ class GatewayStack(Stack):
         self.admin = AdminApi(self, "Admin", api=self.gateway.api, layers=self.layers.all, keys=self.keys)
         self.reconciler = Reconciler(self, "Reconciler", layers=self.layers.all, budgets=self.budgets,
                                      ledger=self.ledger)
-        self.chargeback = Chargeback(self, "Chargeback", layers=self.layers.all, ledger=self.ledger,
+        self.chargeback = Chargeback(self, "Chargeback", layers=self.layers.for_chargeback, ledger=self.ledger,
                                      encryption_key=self.key)
 
         CfnOutput(self, "ApiUrl", value=self.gateway.api.url, description="REST API prod stage URL")

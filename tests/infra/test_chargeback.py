@@ -55,6 +55,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Template:
     except DepsLayerNotBuilt:
         deps = tmp_path_factory.mktemp("deps-layer")
         (deps / "python").mkdir()
+        (deps / "chargeback" / "python").mkdir(parents=True)
         (deps / STAMP_NAME).write_text(json.dumps(layer_stamp(project_dependencies())))
     outdir = tmp_path_factory.mktemp("cdk.out")
     app = build_app(outdir, deps_layer_dir=deps)
@@ -290,7 +291,7 @@ def test_functions_use_the_shared_shape_and_read_only_settings_that_exist(synth:
     assert props["Handler"] == "handler.lambda_handler" and props["TracingConfig"] == {"Mode": "Active"}
     assert props["Timeout"] == 900 and props["MemorySize"] >= 2048
     assert props["EphemeralStorage"]["Size"] >= 4096
-    assert len(props["Layers"]) == 2
+    assert len(props["Layers"]) == 3  # core, deps and the chargeback functions' own (DuckDB, sqlglot)
     env = props["Environment"]["Variables"]
     assert env["FINOPS_CHARGEBACK_BUCKET"] == {"Ref": synth.id_of("AWS::S3::Bucket", "ChargebackBucket")}
     assert env["FINOPS_WORK_DIR"] == "/tmp"

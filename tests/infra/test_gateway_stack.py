@@ -82,6 +82,7 @@ class Synth:
 
 def _stub_deps_layer(root: Path) -> Path:
     (root / "python").mkdir(parents=True)
+    (root / "chargeback" / "python").mkdir(parents=True)
     (root / STAMP_NAME).write_text(json.dumps(layer_stamp(project_dependencies())))
     return root
 
@@ -370,8 +371,9 @@ def test_functions_share_runtime_layers_tracing_and_have_own_role_and_logs(synth
     assert props["Handler"] == "handler.lambda_handler"
     assert props["TracingConfig"] == {"Mode": "Active"}
     layers = synth.resources("AWS::Lambda::LayerVersion")
-    assert len(layers) == 2
-    assert sorted(ref["Ref"] for ref in props["Layers"]) == sorted(layers)
+    assert len(layers) == 3
+    expected = [layer for layer in layers if "Chargeback" not in layer or prefix.startswith("Chargeback")]
+    assert sorted(ref["Ref"] for ref in props["Layers"]) == sorted(expected)
     role_id = synth.id_of("AWS::IAM::Role", f"{prefix}Role")
     assert props["Role"] == _getatt(role_id)
     role = synth.template["Resources"][role_id]["Properties"]
