@@ -13,10 +13,11 @@ from finops.budgets.governor import Ticket
 from finops.budgets.store import StoreUnavailable
 from finops.errors import MissingCostTags, ModelNotFound, ProviderError, ProviderTimeout
 from finops.gateway import headers as h
-from finops.gateway.service import ChatGateway, ProviderSet, format_cost
+from finops.gateway.service import ChatGateway, ProviderSet
 from finops.ledger.entry import LedgerEntry
 from finops.openai_schema import ChatCompletionRequest
 from finops.pricing import Usage, load_catalog
+from finops.pricing import format_usd as format_cost
 from finops.providers.base import Completion
 from finops.settings import Settings
 

@@ -135,3 +135,10 @@ def set_tat(client: Any, pk: str, tat: int, attr: str = "tat") -> None:
 
 def reservations(item: dict[str, Any]) -> list[str]:
     return sorted(a for a in item if a.startswith("r_"))
+
+
+def units_of(inc: int, capacity, period_us: int):
+    """Inverse of ``gcra.increment`` (floor): how many units ``inc`` time units represent."""
+    from decimal import ROUND_FLOOR, Decimal
+
+    return (Decimal(inc) * Decimal(capacity) / period_us).quantize(Decimal("0.000000001"), rounding=ROUND_FLOOR)

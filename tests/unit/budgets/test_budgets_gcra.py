@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from budgets_support import units_of
 from finops.budgets import gcra
 from finops.budgets.gcra import Case
 from finops.budgets.governor import BudgetGovernor
@@ -216,7 +217,7 @@ def test_reserve_worst_then_refund_unused_nets_the_actual_cost(capacity: Decimal
 @untimed
 @given(inc=st.integers(min_value=0, max_value=gcra.DAY_US), capacity=capacities)
 def test_units_of_inverts_increment_from_below(inc: int, capacity: Decimal) -> None:
-    units = gcra.units_of(inc, capacity, gcra.DAY_US)
+    units = units_of(inc, capacity, gcra.DAY_US)
     assert units <= Decimal(inc) * capacity / gcra.DAY_US
     assert gcra.increment(units, capacity, gcra.DAY_US) <= inc
 

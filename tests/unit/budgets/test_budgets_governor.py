@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from budgets_support import units_of
 from finops.budgets import gcra
 from finops.budgets.governor import BudgetGovernor, TaxedScope, Ticket, prompt_hash, utc_day
 from finops.budgets.policy import BudgetPolicy, load_policy
@@ -274,7 +275,7 @@ def test_settlement_charges_the_actual_cost_even_above_the_reserved_worst_case()
     [budget] = [c for c in cells if c.kind == "budget"]
     used = ticket.used(budget, 2 * worst, succeeded=True)
     assert used == 2 * budget.inc  # above the reservation, not capped at it
-    assert gcra.units_of(used, budget.capacity, budget.period_us) >= 2 * worst - Decimal("0.000001")
+    assert units_of(used, budget.capacity, budget.period_us) >= 2 * worst - Decimal("0.000001")
     for spend in (c for c in cells if c.kind == "breaker_spend"):
         assert ticket.used(spend, 3 * worst, succeeded=True) == 3 * spend.inc
     assert ticket.used(budget, 2 * worst, succeeded=False) == 0

@@ -19,6 +19,15 @@ from .errors import ModelNotFound
 PER_TOKENS = Decimal(1_000_000)
 
 
+def format_usd(amount: Decimal, places: int | None = None) -> str:
+    """Dollars as a plain decimal string (no exponent, no trailing zeros), e.g. ``0.000125``; rounded to
+    ``places`` decimals first if given."""
+    if places is not None:
+        amount = amount.quantize(Decimal(1).scaleb(-places))
+    text = format(amount.normalize(), "f")
+    return text if text not in ("-0", "") else "0"
+
+
 class Usage(BaseModel):
     """Tokens as the provider reports them (OpenAI ``usage`` semantics)."""
 

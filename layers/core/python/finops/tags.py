@@ -35,7 +35,8 @@ def is_valid_tag(value: str) -> bool:
     return TAG_VALUE.fullmatch(value) is not None
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header's value, whatever the case of its name (API Gateway passes names as the client sent them)."""
     lowered = name.lower()
     for key, value in headers.items():
         if key.lower() == lowered:
@@ -58,7 +59,7 @@ def resolve_tags(headers: Mapping[str, str], settings: Settings) -> CostTags:
 
     In ``observe`` mode bad tags are booked to ``settings.unallocated`` instead of being refused.
     """
-    values = {name: _header(headers, name) for name in TAG_HEADERS}
+    values = {name: header(headers, name) for name in TAG_HEADERS}
     problems = {name: p for name in TAG_HEADERS if (p := _problem(name, values[name], settings))}
     if problems and settings.enforcement_mode == "enforce":
         raise MissingCostTags(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, Decimal
 from enum import Enum
 
 MICROS = 1_000_000
@@ -74,8 +74,3 @@ def decide(tat: int | None, now: int, inc: int, period_us: int) -> Decision:
 def debt_limit(now: int, inc: int, period_us: int) -> int:
     """Highest stored TAT for which a ``debt`` admission of ``inc`` still fits."""
     return now + period_us - inc
-
-
-def units_of(inc: int, capacity: Decimal | int, period_us: int) -> Decimal:
-    """Inverse of :func:`increment` (floor): how many units ``inc`` time represents."""
-    return (Decimal(inc) * Decimal(capacity) / period_us).quantize(Decimal("0.000000001"), rounding=ROUND_FLOOR)

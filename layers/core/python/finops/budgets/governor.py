@@ -19,6 +19,7 @@ from aws_lambda_powertools import Logger
 
 from ..errors import BudgetExceeded, CircuitOpen, ModelNotAllowed, RequestCapExceeded, ServiceUnavailable
 from ..keys.service import KeyRecord
+from ..pricing import format_usd
 from ..tags import CostTags
 from . import gcra
 from .alerts import AlertPublisher
@@ -46,11 +47,6 @@ def utc_day(now_us: int) -> tuple[str, int]:
     return datetime.fromtimestamp(day_start / gcra.MICROS, UTC).strftime("%Y-%m-%d"), day_start + gcra.DAY_US
 
 
-def _money(value: Decimal) -> str:
-    text = format(value.quantize(Decimal("0.000001")).normalize(), "f")
-    return "0" if text in ("-0", "") else text
-
-
 @dataclass(frozen=True)
 class TaxedScope:
     cell: Cell
@@ -67,7 +63,14 @@ class Ticket:
     admission: Admission | None
     bypassed: bool = False
     taxed: list[TaxedScope] = field(default_factory=list)
-    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The rate-limit headers as of admission (computed on demand: the gateway answers with the ones
+        returned by settlement)."""
+        if self.admission is None:
+            return {}
+        return BudgetGovernor.rate_headers(self.admission.now, self.admission.cells, self.admission.tats)
 
     def used(self, cell: Cell, actual: Decimal, succeeded: bool) -> int:
         """Units ``cell`` consumed for a call that cost ``actual`` (0 if it failed)."""
@@ -187,9 +190,7 @@ class BudgetGovernor:
                                      code="budget_store_unavailable") from exc
         taxed = [TaxedScope(c, budgets[c.scope].daily_usd, budgets[c.scope].tax.multiplier)  # type: ignore[arg-type,union-attr]
                  for c in cells if c.kind == "budget" and budgets[c.scope].tax is not None]
-        ticket = Ticket(request_id, worst, admission, taxed=taxed)
-        ticket.headers = self.rate_headers(admission.now, cells, admission.tats)
-        return ticket
+        return Ticket(request_id, worst, admission, taxed=taxed)
 
     def _refusal_error(self, refusal: Refusal, key: KeyRecord, cells: list[Cell]) -> Exception:
         retry = None if refusal.retry_after_us is None else max(1, math.ceil(refusal.retry_after_us / gcra.MICROS))
@@ -243,8 +244,12 @@ class BudgetGovernor:
                 reset = math.ceil(max(0, cell.window_end_us - now) / gcra.MICROS)
             else:
                 reset = gcra.seconds_until_full(state, now)
-            headers[f"x-ratelimit-limit-{suffix}"] = _money(cell.capacity) if kind == "budget" else str(cell.capacity)
-            headers[f"x-ratelimit-remaining-{suffix}"] = _money(left) if kind == "budget" else str(int(left))
+            if kind == "budget":
+                limit, left_text = format_usd(cell.capacity, 6), format_usd(left, 6)
+            else:
+                limit, left_text = str(cell.capacity), str(int(left))
+            headers[f"x-ratelimit-limit-{suffix}"] = limit
+            headers[f"x-ratelimit-remaining-{suffix}"] = left_text
             headers[f"x-ratelimit-reset-{suffix}"] = f"{reset}s"
         return headers
 

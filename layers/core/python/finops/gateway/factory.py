@@ -36,12 +36,7 @@ def keys(settings: Settings) -> KeyService:
 
 def router(settings: Settings) -> Router:
     """The router, checking model access against the same budget policy the governor enforces."""
-    policy = load_policy(settings.budget_policy_path)
-    catalog = load_catalog(settings.price_catalog_path)
-    # A routing tier the budget policy does not define is not checked here; calls on a budget tier the
-    # routing policy does not define use its default tier's ladder, and the governor still enforces access.
-    built = Router(allows=lambda tier, model: tier not in policy.tiers or policy.tier(tier).allows(model),
-                   canonical=lambda model: catalog.get(model).model if model in catalog else model)
+    built = Router.for_policies(load_policy(settings.budget_policy_path), load_catalog(settings.price_catalog_path))
     built.warm()
     return built
 

@@ -23,12 +23,12 @@ from ..keys.service import KeyRecord, KeyService
 from ..ledger.entry import LedgerEntry
 from ..ledger.repository import LedgerRepository
 from ..openai_schema import ChatCompletionRequest
-from ..pricing import ModelPrice, PriceCatalog, Usage
+from ..pricing import ModelPrice, PriceCatalog, Usage, format_usd
 from ..providers.base import ChatProvider
 from ..providers.registry import PROVIDERS
 from ..routing import ROUTE_HEADER, RouteDecision, Router
 from ..settings import Settings
-from ..tags import CostTags, resolve_tags
+from ..tags import CostTags, header, resolve_tags
 from . import headers as h
 from .sse import completion_to_sse
 
@@ -61,17 +61,6 @@ class ProviderSet:
             self._built[provider] = cls(self.settings.providers[provider],
                                         secret_max_age=self.settings.secret_max_age_seconds)
         return self._built[provider]
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    lowered = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == lowered), None)
-
-
-def format_cost(cost: Decimal) -> str:
-    """A cost as a plain decimal string (no exponent), e.g. ``0.000125``."""
-    text = format(cost.normalize(), "f")
-    return text if text not in ("-0", "") else "0"
 
 
 class ChatGateway:
@@ -112,9 +101,9 @@ class ChatGateway:
                 "pricing": {
                     "currency": self.catalog.currency,
                     "unit": self.catalog.unit,
-                    "input": format_cost(price.input),
-                    "output": format_cost(price.output),
-                    "cached_input": None if price.cached_input is None else format_cost(price.cached_input),
+                    "input": format_usd(price.input),
+                    "output": format_usd(price.output),
+                    "cached_input": None if price.cached_input is None else format_usd(price.cached_input),
                     "effective_date": price.effective_date,
                     "source": price.source,
                     "price_version": self.catalog.version,
@@ -130,7 +119,7 @@ class ChatGateway:
     def authenticate(self, request_headers: Mapping[str, str]) -> KeyRecord:
         if self.keys is None:
             return self.anonymous
-        return self.keys.authenticate(_header(request_headers, "Authorization"))
+        return self.keys.authenticate(header(request_headers, "Authorization"))
 
     def route(self, messages: list[dict[str, Any]], model: str, tier: str,
               request_headers: Mapping[str, str]) -> RouteDecision:
@@ -138,7 +127,7 @@ class ChatGateway:
         if self.router is None:
             return RouteDecision(model=model, requested_model=model, strategy=None, score=None, model_class=None,
                                  reason="no router", counterfactual_model=model)
-        return self.router.route(messages, model, tier, _header(request_headers, ROUTE_HEADER))
+        return self.router.route(messages, model, tier, header(request_headers, ROUTE_HEADER))
 
     def resolve(self, model: str) -> ModelPrice:
         price = self.catalog.get(model)
@@ -197,7 +186,7 @@ class ChatGateway:
         entry = self._entry(request, key, tags, price, route, ticket, request_id, started, clock, usage=usage,
                             cost=cost, status="ok", http_status=200, usage_source=source)
         out_headers.update(self._settle(ticket, entry, succeeded=True))
-        out_headers[h.COST] = format_cost(cost)
+        out_headers[h.COST] = format_usd(cost)
         body = completion.body
         if request.stream:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)

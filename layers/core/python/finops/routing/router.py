@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..budgets.policy import BudgetPolicy, load_policy
+from ..pricing import PriceCatalog, load_catalog
 from .features import prompt_text
 from .policy import RoutingPolicy, TierRouting, load_routing_policy
 from .strategies import STRATEGIES, Cutoffs, Strategy, get_strategy
@@ -48,22 +50,17 @@ AllowsFn = Callable[[str, str], bool]  # (tier, canonical model) -> may this tie
 CanonicalFn = Callable[[str], str]  # alias -> canonical model name (unknown names unchanged)
 
 
-def _default_allows() -> AllowsFn:
-    from ..budgets.policy import load_policy
-
-    budgets = load_policy()
+def _allows_of(budgets: BudgetPolicy) -> AllowsFn:
+    """Model access from the budget policy (the one the governor enforces). A routing tier the budget policy
+    does not define is not checked: its calls use the default tier's ladder and the governor still decides."""
 
     def allows(tier: str, model: str) -> bool:
-        return tier in budgets.tiers and budgets.tier(tier).allows(model)
+        return tier not in budgets.tiers or budgets.tier(tier).allows(model)
 
     return allows
 
 
-def _default_canonical() -> CanonicalFn:
-    from ..pricing import load_catalog
-
-    catalog = load_catalog()
-
+def _canonical_of(catalog: PriceCatalog) -> CanonicalFn:
     def canonical(model: str) -> str:
         return catalog.get(model).model if model in catalog else model
 
@@ -75,7 +72,7 @@ class Router:
                  canonical: CanonicalFn | None = None,
                  strategies: Mapping[str, Strategy] | None = None) -> None:
         self.policy = policy or load_routing_policy()
-        self.allows = allows or _default_allows()
+        self.allows = allows or _allows_of(load_policy())
         self.canonical = canonical or (lambda m: m)
         self._strategies: dict[str, Strategy] = dict(strategies or {})
         self._cutoffs: dict[tuple[str, str], Cutoffs] = {}
@@ -89,9 +86,15 @@ class Router:
                     raise ValueError(f"routing tier {name!r}: its {cls} model {model!r} is not allowed for the tier")
 
     @classmethod
+    def for_policies(cls, budgets: BudgetPolicy, catalog: PriceCatalog,
+                     policy: RoutingPolicy | None = None) -> Router:
+        """A router checking model access against ``budgets`` and resolving aliases with ``catalog``."""
+        return cls(policy or load_routing_policy(), allows=_allows_of(budgets), canonical=_canonical_of(catalog))
+
+    @classmethod
     def default(cls) -> Router:
         """The shipped routing policy, the budget policy's tier permissions and the price catalog's aliases."""
-        return cls(load_routing_policy(), allows=_default_allows(), canonical=_default_canonical())
+        return cls.for_policies(load_policy(), load_catalog())
 
     # --- strategies ---------------------------------------------------------------------------------------
 
