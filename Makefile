@@ -10,7 +10,7 @@ LAYER := layers/deps/build/.built
 FOCUS_VENV := .venv-focus
 FOCUS_VALIDATOR := $(FOCUS_VENV)/.installed
 
-.PHONY: run test test-fast bench synth layers lint clean focus-validator router-eval router-train
+.PHONY: run test test-fast bench synth layers lint clean focus-validator router-eval router-train spot-backtest
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ router-eval: $(INSTALLED)
 
 router-train: $(INSTALLED)
 	$(PY) scripts/train_router.py
+
+## Spot: replay a ~$400 Llama-3-8B fine-tune on the 2022-05-31 Spot prices (hunter vs cheapest vs On-Demand).
+spot-backtest: $(INSTALLED)
+	$(VENV)/bin/finops spot-backtest
 
 bench: $(INSTALLED)
 	$(PY) bench/run.py

@@ -108,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.set_defaults(func=_reconcile)
 
     from .chargeback.cli import add_commands as add_chargeback_commands
+    from .spot.cli import register as add_spot_commands
 
     add_chargeback_commands(sub)  # export, bill, report
+    add_spot_commands(sub)  # spot-backtest
     return parser
 
 
