@@ -27,6 +27,7 @@ CHARGEBACK_LAYER_SUBDIR = "chargeback"
 CHARGEBACK_EXTRA = "chargeback"
 STAMP_NAME = ".built"
 GATEWAY_FUNCTION_DIR = ROOT / "functions" / "gateway"
+GATEWAY_STREAM_FUNCTION_DIR = ROOT / "functions" / "gateway_stream"
 
 # Lambda's hard limit for a function plus all of its layers, unzipped.
 LAMBDA_UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024

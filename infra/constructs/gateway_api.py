@@ -6,8 +6,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -17,7 +18,7 @@ from infra.constructs.function import LOG_RETENTION, finops_function
 from infra.constructs.keys_table import KeysTable
 from infra.constructs.ledger_table import LedgerTable
 from infra.constructs.provider_secrets import ProviderSecrets
-from infra.runtime import GATEWAY_FUNCTION_DIR
+from infra.runtime import GATEWAY_FUNCTION_DIR, GATEWAY_STREAM_FUNCTION_DIR
 
 STAGE_NAME = "prod"
 FUNCTION_TIMEOUT = Duration.seconds(60)
@@ -27,6 +28,12 @@ FUNCTION_TIMEOUT = Duration.seconds(60)
 # Quotas increase of "Maximum integration timeout in milliseconds" for regional APIs, then this value.
 # Set explicitly so the limit is visible here and in the template (TimeoutInMillis).
 INTEGRATION_TIMEOUT = Duration.seconds(29)
+# Response streaming (responseTransferMode STREAM): API Gateway allows up to 15 minutes for a streamed
+# integration; a long answer from a slow model streams for minutes, and the function must outlive it.
+STREAM_FUNCTION_TIMEOUT = Duration.minutes(15)
+STREAM_INTEGRATION_TIMEOUT = Duration.minutes(15)
+# The managed runtime runs this wrapper, which execs the streaming runtime loop (finops.streaming_runtime).
+EXEC_WRAPPER = "/var/task/bootstrap"
 
 VIRTUAL_KEY_AUTH_REASON = (
     "Clients authenticate with gateway virtual keys (Authorization: Bearer) verified inside the Lambda "
@@ -92,33 +99,45 @@ class GatewayApi(Construct):
         budgets: Budgets,
         secrets: ProviderSecrets,
         code_dir: Path = GATEWAY_FUNCTION_DIR,
+        stream_code_dir: Path = GATEWAY_STREAM_FUNCTION_DIR,
+        streaming: bool = True,
         throttling_rate_limit: float = 100,
         throttling_burst_limit: int = 200,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.function = self._function(layers, ledger, keys, budgets, code_dir)
-        ledger.grant_gateway_access(self.function)
-        keys.grant_authenticate(self.function)
-        budgets.grant_gateway(self.function, ledger)
-        secrets.grant_read(self.function)
+        self.function = self._function(self, layers, ledger, keys, budgets, code_dir)
+        # Chat completions stream through a second function (the runtime loop that can stream); with
+        # streaming=False they go to the buffered function, which answers stream:true with one SSE body.
+        self.stream_function = (
+            self._function(Construct(self, "Stream"), layers, ledger, keys, budgets, stream_code_dir, stream=True)
+            if streaming else None)
+        for function in filter(None, (self.function, self.stream_function)):
+            ledger.grant_gateway_access(function)
+            keys.grant_authenticate(function)
+            budgets.grant_gateway(function, ledger)
+            secrets.grant_read(function)
+            self._grant_bedrock(function)
         self.api = self._rest_api(throttling_rate_limit, throttling_burst_limit)
 
     # --- Lambda ---------------------------------------------------------------------------------------
 
-    def _function(self, layers: Sequence[lambda_.ILayerVersion], ledger: LedgerTable, keys: KeysTable,
-                  budgets: Budgets, code_dir: Path) -> lambda_.Function:
+    def _function(self, scope: Construct, layers: Sequence[lambda_.ILayerVersion], ledger: LedgerTable,
+                  keys: KeysTable, budgets: Budgets, code_dir: Path, *, stream: bool = False) -> lambda_.Function:
+        extra = {"AWS_LAMBDA_EXEC_WRAPPER": EXEC_WRAPPER} if stream else {}
         built = finops_function(
-            self,
+            scope,
             code_dir=code_dir,
-            description="OpenAI-compatible FinOps gateway (cost tags, budgets, routing, ledger)",
+            description=("OpenAI-compatible FinOps gateway, streamed chat completions (runtime loop)" if stream
+                         else "OpenAI-compatible FinOps gateway (cost tags, budgets, routing, ledger)"),
             role_description=(
                 "FinOps gateway function: its log group, X-Ray, the ledger, keys and budgets tables, "
                 "budget alerts, provider secrets"
             ),
             layers=layers,
             memory_size=1024,
-            timeout=FUNCTION_TIMEOUT,
+            timeout=STREAM_FUNCTION_TIMEOUT if stream else FUNCTION_TIMEOUT,
             environment={
+                **extra,
                 "POWERTOOLS_SERVICE_NAME": "finops-gateway",
                 "POWERTOOLS_METRICS_NAMESPACE": "FinOpsGateway",
                 "FINOPS_LEDGER_TABLE": ledger.table_name,
@@ -127,8 +146,30 @@ class GatewayApi(Construct):
                 "LOG_LEVEL": "INFO",
             },
         )
-        self.log_group = built.log_group
+        if not stream:
+            self.log_group = built.log_group
         return built.function
+
+    @staticmethod
+    def _grant_bedrock(function: lambda_.Function) -> None:
+        """Bedrock Converse / ConverseStream on foundation models and cross-region inference profiles."""
+        function.add_to_role_policy(iam.PolicyStatement(
+            actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+            resources=[Stack.of(function).format_arn(service="bedrock", account="", resource="foundation-model",
+                                                     resource_name="*"),
+                       Stack.of(function).format_arn(service="bedrock", resource="inference-profile",
+                                                     resource_name="*")],
+        ))
+        Validations.of(function.role).acknowledge(Acknowledgment(  # type: ignore[arg-type]
+            id="AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>::foundation-model/*]",
+            reason=("The gateway routes to whichever Bedrock model the price catalog names; the catalog, not IAM, "
+                    "is the allow-list, and budgets meter every call."),
+        ))
+        Validations.of(function.role).acknowledge(Acknowledgment(  # type: ignore[arg-type]
+            id=("AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:"
+                "<AWS::AccountId>:inference-profile/*]"),
+            reason="Cross-region inference profiles of the catalog's Bedrock models (us.anthropic...).",
+        ))
 
     # --- REST API -------------------------------------------------------------------------------------
 
@@ -164,11 +205,16 @@ class GatewayApi(Construct):
 
         integration = apigw.LambdaIntegration(self.function, proxy=True, allow_test_invoke=False,
                                               timeout=INTEGRATION_TIMEOUT)
+        chat_integration = integration
+        if self.stream_function is not None:
+            chat_integration = apigw.LambdaIntegration(
+                self.stream_function, proxy=True, allow_test_invoke=False, timeout=STREAM_INTEGRATION_TIMEOUT,
+                response_transfer_mode=apigw.ResponseTransferMode.STREAM)
         v1 = api.root.add_resource("v1")
         chat = v1.add_resource("chat")
         completions = chat.add_resource("completions")
         models = v1.add_resource("models")
-        self.methods = [completions.add_method("POST", integration), models.add_method("GET", integration)]
+        self.methods = [completions.add_method("POST", chat_integration), models.add_method("GET", integration)]
         # Wrong method or a path prefix: still the function's answer (405/404 in OpenAI's envelope),
         # not API Gateway's "Missing Authentication Token".
         for resource in (api.root, v1, chat, completions, models):

@@ -16,7 +16,8 @@ def default_providers() -> dict[str, ProviderConfig]:
 
 
 class ProviderSecrets(Construct):
-    """``finops/providers/<name>`` for every provider the gateway knows by default (openai, groq).
+    """``finops/providers/<name>`` for every provider the gateway knows by default that takes an API key
+    (openai, groq, anthropic; Bedrock is called with the function's IAM role).
 
     The names come from ``finops.settings`` (the gateway reads them there with Powertools'
     ``parameters.get_secret``). CloudFormation creates each with a random placeholder value; put the
@@ -28,6 +29,8 @@ class ProviderSecrets(Construct):
         super().__init__(scope, construct_id)
         self.secrets: dict[str, secretsmanager.Secret] = {}
         for name, provider in default_providers().items():
+            if provider.secret_name is None:
+                continue
             secret = secretsmanager.Secret(
                 self, name.capitalize(),
                 secret_name=provider.secret_name,

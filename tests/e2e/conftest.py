@@ -74,7 +74,7 @@ def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningS
     try:
         started = local_stack.start(
             port=local_stack.free_port(), aws_port=local_stack.free_port(),
-            provider_port=local_stack.free_port(), keys_file=keys_file)
+            provider_port=local_stack.free_port(), keys_file=keys_file, provider_timeout_seconds=2)
         env = dict(os.environ)
     finally:
         os.environ.clear()

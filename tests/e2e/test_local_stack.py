@@ -156,13 +156,16 @@ def test_httpx_missing_tags_name_all_three_headers(http, tagged_headers) -> None
 
 
 def test_httpx_provider_failure_is_booked(http, tagged_headers, running_stack) -> None:
-    r = http.post("/v1/chat/completions", headers=tagged_headers(),
-                  json={**HELLO, "messages": [{"role": "user", "content": "[[sim:status=503]]"}]})
+    r = http.post("/v1/chat/completions", headers=tagged_headers(extra={"X-FinOps-Fallback": "off"}),
+                  json={**HELLO, "messages": [{"role": "user", "content": "[[sim:status=500]]"}]})
     assert r.status_code == 502
     assert r.json()["error"]["provider"] == "openai"
-    row = running_stack.ledger_row(r.headers["X-Request-ID"])
-    assert row is not None
-    assert row["status"] == {"S": "provider_error"}
+    assert r.json()["error"]["code"] == "provider_unavailable"
+    assert r.headers["X-FinOps-Cost-USD"] == "0"
+    for request_id in (r.headers["X-Request-ID"], r.headers["X-Request-ID"] + ".1"):  # one bounded retry
+        row = running_stack.ledger_row(request_id)
+        assert row is not None
+        assert row["status"] == {"S": "provider_unavailable"}
     assert Decimal(row["cost_usd"]["N"]) == 0
 
 

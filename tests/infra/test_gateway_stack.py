@@ -11,6 +11,7 @@ Resources are told apart by their logical id prefix, which CDK derives from the 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from infra.constructs.ledger_table import model_table_schema
 from infra.constructs.model_table import ModelTable
 from infra.runtime import (
     DEPS_LAYER_DIR,
+    GATEWAY_STREAM_FUNCTION_DIR,
     LAMBDA_ARCH,
     LAMBDA_PYTHON,
     STAMP_NAME,
@@ -52,7 +54,7 @@ TABLE, FUNCTION, POLICY = "AWS::DynamoDB::Table", "AWS::Lambda::Function", "AWS:
 # logical id prefix -> the PynamoDB model the table is built from
 TABLES = {"LedgerTable": LedgerRow, "KeysTable": ApiKey, "BudgetsTable": BudgetItem}
 # logical id prefix of each function (and of its FunctionRole / FunctionLogs)
-FUNCTIONS = ("GatewayFunction", "AdminFunction", "ReconcilerFunction", "ChargebackExporterFunction",
+FUNCTIONS = ("GatewayFunction", "GatewayStreamFunction", "AdminFunction", "ReconcilerFunction", "ChargebackExporterFunction",
              "ChargebackFocusFunction")
 
 
@@ -192,6 +194,10 @@ def test_every_acknowledgment_is_specific_and_narrow(synth: Synth) -> None:
         "AwsSolutions-COG4",  # ... those, and the admin methods: IAM (SigV4) instead of Cognito
         "AwsSolutions-SMG4",  # third-party API keys: manual rotation
         "AwsSolutions-IAM5[Resource::*]",  # X-Ray has no resource-level permissions
+        # Bedrock models and inference profiles: the price catalog is the allow-list
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>::foundation-model/*]",
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:"
+        "inference-profile/*]",
         "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
         "AmazonAPIGatewayPushToCloudWatchLogs]",  # API Gateway's account CloudWatch role
     }
@@ -207,7 +213,7 @@ def test_acknowledgments_sit_on_exactly_the_constructs_they_explain(synth: Synth
     stack, methods = STACK_NAME, f"{STACK_NAME}/Gateway/Api/Default"
     # X-Ray's Resource '*': the three function roles, nothing else (the scheduler role has no wildcard)
     assert set(_acknowledged_at(synth, "AwsSolutions-IAM5[Resource::*]")) == {
-        f"{stack}/Gateway/FunctionRole", f"{stack}/Admin/FunctionRole", f"{stack}/Reconciler/FunctionRole",
+        f"{stack}/Gateway/FunctionRole", f"{stack}/Gateway/Stream/FunctionRole", f"{stack}/Admin/FunctionRole", f"{stack}/Reconciler/FunctionRole",
         f"{stack}/Chargeback/Exporter/FunctionRole", f"{stack}/Chargeback/Focus/FunctionRole"}
     # APIG4 (no authorization): the OpenAI-compatible methods only; the admin methods use IAM.
     open_methods = set(_acknowledged_at(synth, "AwsSolutions-APIG4"))
@@ -460,8 +466,18 @@ def test_gateway_role_is_least_privilege(synth: Synth) -> None:
     grants = _grants(synth, "GatewayFunction")
     secrets = {_g({"Ref": sid}): {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"}
                for sid in synth.resources("AWS::SecretsManager::Secret")}
+    bedrock = {resource: actions for resource, actions in grants.items() if ":bedrock:" in resource[0]}
+    assert sorted(r[0].rsplit(":", 1)[-1] for r in bedrock) == ['foundation-model/*"]]}', 'inference-profile/*"]]}']
+    assert all(actions == {"bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"}
+               for actions in bedrock.values())
+    # The streaming function has exactly the gateway function's rights (besides its own log group).
+    stream = _grants(synth, "GatewayStreamFunction")
+    for name, granted in (("GatewayFunction", grants), ("GatewayStreamFunction", stream)):
+        for resource in _xray_and_logs(synth, name):
+            granted.pop(resource)
+    assert stream == grants
+    grants = {resource: actions for resource, actions in grants.items() if resource not in bedrock}
     assert grants == {
-        **_xray_and_logs(synth, "GatewayFunction"),
         # ledger rows: LedgerRepository (conditional PutItem, GetItem, Query by_day) and the settlement
         # transaction's Put (TransactWriteItems is authorized per item: PutItem)
         _g(_getatt(ledger)): {"dynamodb:PutItem", "dynamodb:GetItem"},
@@ -526,7 +542,8 @@ def test_provider_secrets_exist_encrypted_and_readable_by_the_gateway(synth: Syn
     key_id, _ = synth.one("AWS::KMS::Key")
     secrets = synth.resources("AWS::SecretsManager::Secret")
     by_name = {s["Properties"]["Name"]: sid for sid, s in secrets.items()}
-    assert set(by_name) == {"finops/providers/openai", "finops/providers/groq"}
+    # Bedrock has no secret: the gateway's IAM role calls it.
+    assert set(by_name) == {"finops/providers/openai", "finops/providers/groq", "finops/providers/anthropic"}
     for secret_id in by_name.values():
         assert secrets[secret_id]["Properties"]["KmsKeyId"] == _getatt(key_id)
         synth.assertions.has_resource_properties(POLICY, {
@@ -642,18 +659,21 @@ def test_admin_routes_are_iam_authorized_and_reach_the_admin_function(synth: Syn
 
 def test_openai_routes_are_open_and_reach_the_gateway_function(synth: Synth) -> None:
     gateway_function = synth.id_of(FUNCTION, "GatewayFunction")
+    stream_function = synth.id_of(FUNCTION, "GatewayStreamFunction")
     routes = {route: props for route, props in _methods(synth).items() if not route[0].startswith("/admin")}
     for route, props in routes.items():
         assert props["AuthorizationType"] == "NONE", route  # virtual keys are checked in the Lambda
         assert props["Integration"]["Type"] == "AWS_PROXY"
-        assert gateway_function in json.dumps(props["Integration"]["Uri"])
+        function = stream_function if route == ("/v1/chat/completions", "POST") else gateway_function
+        assert function in json.dumps(props["Integration"]["Uri"]), route
     expected = {("/v1/chat/completions", "POST"), ("/v1/models", "GET"), ("/{proxy+}", "ANY"), ("/", "ANY")}
     assert expected <= set(routes)
 
 
-def test_every_integration_states_the_29_second_timeout(synth: Synth) -> None:
+def test_every_buffered_integration_states_the_29_second_timeout(synth: Synth) -> None:
     for route, props in _methods(synth).items():
-        assert props["Integration"]["TimeoutInMillis"] == 29_000, route
+        streamed = route == ("/v1/chat/completions", "POST")  # 15 minutes: see the streaming test
+        assert props["Integration"]["TimeoutInMillis"] == (900_000 if streamed else 29_000), route
 
 
 def test_prod_stage_logs_traces_and_throttles(synth: Synth) -> None:
@@ -701,3 +721,36 @@ def test_stale_deps_build_fails_with_make_layers_hint(tmp_path: Path) -> None:
     (stale / STAMP_NAME).write_text(json.dumps({**layer_stamp(project_dependencies()), "python": "3.9"}))
     with pytest.raises(DepsLayerNotBuilt, match=r"stale.*make layers"):
         check_deps_build(stale)
+
+
+# --- streaming -----------------------------------------------------------------------------------------
+
+
+def test_chat_completions_stream_through_the_runtime_loop_function(synth: Synth) -> None:
+    methods = synth.resources("AWS::ApiGateway::Method")
+    functions = synth.resources("AWS::Lambda::Function")
+    [stream_id] = [fid for fid, f in functions.items()
+                   if (f["Properties"].get("Environment") or {}).get("Variables", {}).get("AWS_LAMBDA_EXEC_WRAPPER")]
+    stream_fn = functions[stream_id]["Properties"]
+    assert stream_fn["Environment"]["Variables"]["AWS_LAMBDA_EXEC_WRAPPER"] == "/var/task/bootstrap"
+    assert stream_fn["Timeout"] == 900
+    posts = [m["Properties"] for m in methods.values() if m["Properties"]["HttpMethod"] == "POST"
+             and "response-streaming-invocations" in json.dumps(m["Properties"]["Integration"].get("Uri"))]
+    assert len(posts) == 1
+    integration = posts[0]["Integration"]
+    assert integration["ResponseTransferMode"] == "STREAM"
+    assert integration["TimeoutInMillis"] == 900_000
+    assert stream_id in json.dumps(integration["Uri"])
+    # Every other method stays on the buffered function.
+    others = [m for m in methods.values() if m["Properties"] not in posts
+              and m["Properties"].get("Integration", {}).get("Type") == "AWS_PROXY"]
+    assert others and all(stream_id not in json.dumps(m["Properties"]["Integration"]["Uri"]) for m in others
+                          if "admin" not in json.dumps(m["Properties"]["Integration"]["Uri"]).lower())
+    bootstrap = GATEWAY_STREAM_FUNCTION_DIR / "bootstrap"
+    assert os.access(bootstrap, os.X_OK) and "finops.streaming_runtime" in bootstrap.read_text()
+
+
+def test_both_gateway_functions_may_call_bedrock(synth: Synth) -> None:
+    policies = [p for p in synth.resources("AWS::IAM::Policy").values()
+                if "bedrock:InvokeModelWithResponseStream" in json.dumps(p)]
+    assert len(policies) == 2

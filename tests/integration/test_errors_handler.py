@@ -160,14 +160,23 @@ def test_unknown_route_is_404_envelope(gateway_env, load_event, path, method) ->
     assert err["type"] == "invalid_request_error"
 
 
-@pytest.mark.parametrize("status", [500, 502, 503])
-def test_provider_5xx_is_502_and_booked_at_zero(gateway_env, load_event, status) -> None:
+@pytest.fixture
+def single_attempt(gateway_env) -> None:
+    """One attempt per call, no fallback chain: these tests are about how one provider error maps."""
+    gateway_env.set(FINOPS_FALLBACKS="{}", FINOPS_RETRY=json.dumps({"attempts_per_model": 1}))
+
+
+@pytest.mark.parametrize(("status", "answer", "code"), [(500, 502, "provider_unavailable"),
+                                                        (502, 502, "provider_unavailable"),
+                                                        (503, 503, "provider_overloaded")])
+def test_provider_5xx_is_typed_and_booked_at_zero(gateway_env, load_event, single_attempt, status, answer,
+                                                  code) -> None:
     event = load_event("chat_completion", body=chat(model="gpt-4o", content=f"hi [[sim:status={status}]]"))
     result = gateway_env.invoke(event)
-    assert result.status == 502
+    assert result.status == answer
     err = result.error()
     assert err["type"] == "provider_error"
-    assert err["code"] == "provider_error"
+    assert err["code"] == code
     assert err["provider"] == "openai"
     assert err["upstream_status"] == status
     assert "openai" in err["message"]
@@ -176,25 +185,26 @@ def test_provider_5xx_is_502_and_booked_at_zero(gateway_env, load_event, status)
     assert result.header("X-FinOps-Cost-USD") == "0"
     [entry] = gateway_env.entries()
     assert entry.request_id == event["requestContext"]["requestId"]
-    assert entry.status == "provider_error"
-    assert entry.http_status == 502
-    assert entry.error_code == "provider_error"
+    assert entry.status == code
+    assert entry.http_status == answer
+    assert entry.error_code == code
     assert entry.cost_usd == Decimal(0)
     assert (entry.input_tokens, entry.output_tokens) == (0, 0)
     assert entry.provider == "openai"
 
 
-def test_provider_4xx_is_502_naming_the_provider(gateway_env, load_event) -> None:
+def test_provider_429_is_a_typed_429_naming_the_provider(gateway_env, load_event, single_attempt) -> None:
     result = gateway_env.invoke(load_event("chat_completion", body=chat(
-        model="llama-3.3-70b-versatile", content="[[sim:status=429]]")))
-    assert result.status == 502
+        model="llama-3.3-70b-versatile", content="[[sim:status=429]] [[sim:retry_after=7]]")))
+    assert result.status == 429
     err = result.error()
+    assert (err["type"], err["code"]) == ("rate_limit_error", "provider_rate_limited")
     assert err["provider"] == "groq"
     assert err["upstream_status"] == 429
     assert gateway_env.entries()[0].provider == "groq"
 
 
-def test_provider_timeout_is_504_and_booked(gateway_env, load_event) -> None:
+def test_provider_timeout_is_504_and_booked(gateway_env, load_event, single_attempt) -> None:
     gateway_env.set(FINOPS_PROVIDERS=json.dumps(gateway_env.providers(timeout_seconds=0.5)))
     event = load_event("chat_completion", body=chat(model="gpt-4o-mini", content="[[sim:latency_ms=1500]] hi"))
     result = gateway_env.invoke(event)
@@ -210,19 +220,19 @@ def test_provider_timeout_is_504_and_booked(gateway_env, load_event) -> None:
     assert entry.cost_usd == Decimal(0)
 
 
-def test_provider_garbage_is_502(gateway_env, load_event) -> None:
+def test_provider_garbage_is_502(gateway_env, load_event, single_attempt) -> None:
     result = gateway_env.invoke(load_event("chat_completion", body=chat(content="[[sim:garbage]]")))
     assert result.status == 502
     err = result.error()
-    assert err["code"] == "provider_error"
+    assert err["code"] == "provider_unavailable"
     assert err["provider"] == "openai"
     assert "<html>" not in result.body
     [entry] = gateway_env.entries()
-    assert entry.status == "provider_error"
+    assert entry.status == "provider_unavailable"
     assert entry.cost_usd == Decimal(0)
 
 
-def test_unreachable_provider_is_502(gateway_env, load_event) -> None:
+def test_unreachable_provider_is_502(gateway_env, load_event, single_attempt) -> None:
     from finops.local.stack import free_port
 
     gateway_env.set(FINOPS_PROVIDERS=json.dumps(gateway_env.providers(
@@ -230,7 +240,7 @@ def test_unreachable_provider_is_502(gateway_env, load_event) -> None:
     result = gateway_env.invoke(load_event("chat_completion", body=chat()))
     assert result.status == 502
     assert result.error()["provider"] == "openai"
-    assert gateway_env.entries()[0].status == "provider_error"
+    assert gateway_env.entries()[0].status == "provider_unavailable"
 
 
 def test_rotated_provider_secret_is_used_after_a_cold_start(gateway_env, load_event) -> None:

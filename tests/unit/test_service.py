@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from finops import tokens
-from finops.budgets.governor import Ticket
+from finops.budgets.governor import BudgetGovernor, Ticket
 from finops.budgets.store import StoreUnavailable
 from finops.errors import MissingCostTags, ModelNotFound, ProviderError, ProviderTimeout
 from finops.gateway import headers as h
@@ -23,6 +23,9 @@ from finops.settings import Settings
 
 TAGS = {"X-Project-ID": "checkout-web", "X-User-ID": "alice", "X-Environment": "production"}
 NOW = datetime(2026, 11, 29, 14, 30, tzinfo=UTC)
+OPENAI_AND_GROQ = {name: {"base_url": f"http://127.0.0.1:9/{name}/v1", "secret_name": f"finops/providers/{name}"}
+                   for name in ("openai", "groq")}
+SLEPT: list[float] = []  # backoff waits the gateway asked for (never slept in unit tests)
 
 
 class FakeLedger:
@@ -51,9 +54,11 @@ class FakeGovernor:
         return None
 
     def admit(self, request_id: str, key: Any, tags: Any, model: str, worst: Decimal, loop_hash: Any,
-              reservation: dict[str, Any]) -> Ticket:
+              reservation: dict[str, Any], **_: Any) -> Ticket:
         self.admitted.append((request_id, worst))
         return Ticket(request_id, worst, None)
+
+    settle_all = BudgetGovernor.settle_all
 
     def settle(self, ticket: Ticket, actual: Decimal, succeeded: bool, ledger_item: Any) -> dict[str, str]:
         if self.fail_settle:
@@ -88,14 +93,14 @@ def completion(text: str = "hello there", usage: Usage | None = None) -> Complet
 
 def make(result: Completion | Exception, settings: Settings | None = None,
          governor: FakeGovernor | None = None) -> tuple[ChatGateway, FakeProvider, FakeGovernor]:
-    settings = settings or Settings(auth_mode="none")
+    settings = settings or Settings(auth_mode="none", fallbacks={}, providers=OPENAI_AND_GROQ)
     providers = ProviderSet(settings)
     fake = FakeProvider(result)
     providers._built["openai"] = fake
     providers._built["groq"] = fake
     governor = governor or FakeGovernor()
     gw = ChatGateway(settings=settings, catalog=load_catalog(), providers=providers, ledger=FakeLedger(),  # type: ignore[arg-type]
-                     governor=governor, keys=None, now=lambda: NOW)  # type: ignore[arg-type]
+                     governor=governor, keys=None, now=lambda: NOW, sleep=SLEPT.append)  # type: ignore[arg-type]
     return gw, fake, governor
 
 
@@ -239,7 +244,8 @@ def test_list_models_only_served_providers() -> None:
 
 
 def test_provider_set_builds_configured_adapters_once() -> None:
-    providers = ProviderSet(Settings())
+    assert all(ProviderSet(Settings()).serves(p) for p in ("openai", "groq", "anthropic", "bedrock"))  # defaults
+    providers = ProviderSet(Settings(providers=OPENAI_AND_GROQ))
     assert providers.serves("openai")
     assert providers.serves("groq")
     assert not providers.serves("anthropic")

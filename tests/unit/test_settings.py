@@ -14,7 +14,11 @@ def test_defaults() -> None:
     assert s.max_body_bytes == 1024 * 1024
     assert s.unallocated == "unallocated"
     assert s.project_departments == {}
-    assert set(s.providers) == {"openai", "groq"}
+    assert set(s.providers) == {"openai", "groq", "anthropic", "bedrock"}
+    assert s.providers["bedrock"].secret_name is None  # IAM, no API key
+    assert s.retry.attempts_per_model == 2 and s.retry.max_attempts == 4
+    assert s.fallbacks["gpt-4o"] == ("claude-sonnet-4-5", "llama-3.3-70b-versatile")
+    assert s.stream.on_budget_exhausted == "stop"
 
 
 def test_environments_from_a_comma_list(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -214,13 +214,17 @@ def test_provider_failure_releases_the_reservation_in_full(bstack: BudgetStack) 
     before = {pk: bstack.item(pk) for pk in pks}
     assert all(before.values())
     assert before[pks[1]]["n"] == {"N": "1"}
+    # Every model of the fallback chain fails (the directive applies to all): each attempt reserved its own
+    # model's price and released it.
     reply = bstack.chat(gw, key, "boom [[sim:status=503]]", model="gpt-4o", max_tokens=500)
-    assert reply.status == 502 and reply.code == "provider_error"
+    assert reply.status == 503 and reply.code == "provider_overloaded"
     assert reply.header("x-finops-cost-usd") == "0"
     assert {pk: bstack.item(pk) for pk in pks} == before  # exactly where it was, cap included
     row = bstack.entry(reply.request_id)
-    assert row.cost_usd == 0 and row.status == "provider_error" and row.http_status == 502
+    assert row.cost_usd == 0 and row.status == "provider_overloaded" and row.http_status == 503
     assert row.reserved_usd > 0
+    retries = [bstack.entry(f"{reply.request_id}.{n}") for n in (1, 2, 3)]
+    assert all(r is not None and r.cost_usd == 0 and r.parent_request_id == reply.request_id for r in retries)
     assert no_open_reservations(bstack)
 
 

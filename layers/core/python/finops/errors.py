@@ -109,24 +109,70 @@ class CircuitOpen(RateLimited):
 
 
 class ProviderError(FinOpsError):
-    """The provider answered with an error (or garbage)."""
+    """The provider answered with an error (or garbage), or could not be reached.
+
+    ``retryable`` says whether the same call may succeed on a retry or on the next model of a fallback
+    chain (rate limits, overload, 5xx, timeouts); a bad request or a rejected key will not.
+    """
 
     status = 502
     type = "provider_error"
     code = "provider_error"
+    retryable: ClassVar[bool] = False
 
-    def __init__(self, provider: str, message: str, *, upstream_status: int | None = None, **kw: Any) -> None:
-        details = {"provider": provider}
+    def __init__(self, provider: str, message: str, *, upstream_status: int | None = None,
+                 retry_after: float | None = None, **kw: Any) -> None:
+        details: dict[str, Any] = {"provider": provider}
         if upstream_status is not None:
             details["upstream_status"] = upstream_status
         super().__init__(message, details=details, **kw)
         self.provider = provider
         self.upstream_status = upstream_status
+        self.retry_after = retry_after  # seconds, from the provider's Retry-After when it sent one
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx from the provider, a dropped connection, or a body that is not what the API documents."""
+
+    code = "provider_unavailable"
+    retryable = True
 
 
 class ProviderTimeout(ProviderError):
     status = 504
     code = "provider_timeout"
+    retryable = True
+
+
+class ProviderRateLimited(ProviderError):
+    """The provider throttled the gateway's key (HTTP 429, Bedrock ThrottlingException)."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "provider_rate_limited"
+    retryable = True
+
+
+class ProviderOverloaded(ProviderError):
+    """The provider is over capacity (Anthropic 529 overloaded_error, HTTP 503, Bedrock ServiceUnavailable)."""
+
+    status = 503
+    code = "provider_overloaded"
+    retryable = True
+
+
+class ProviderBadRequest(ProviderError):
+    """The provider refused the request itself (HTTP 400/404/413/422, Bedrock ValidationException)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "provider_bad_request"
+
+
+class ProviderAuthError(ProviderError):
+    """The provider rejected the gateway's credentials: an operator problem, not the caller's."""
+
+    code = "provider_auth_error"
 
 
 class InternalError(FinOpsError):

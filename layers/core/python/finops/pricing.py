@@ -34,14 +34,18 @@ class Usage(BaseModel):
     prompt_tokens: NonNegativeInt = 0
     completion_tokens: NonNegativeInt = 0
     cached_tokens: NonNegativeInt = 0  # part of prompt_tokens billed at the cached-input rate
+    cache_write_tokens: NonNegativeInt = 0  # part of prompt_tokens billed at the cache-write rate (Anthropic, Bedrock)
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
     def as_openai(self) -> dict[str, int | dict[str, int]]:
+        details = {"cached_tokens": self.cached_tokens}
+        if self.cache_write_tokens:  # not an OpenAI field: an extra detail, only when there is one
+            details["cache_write_tokens"] = self.cache_write_tokens
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.total_tokens, "prompt_tokens_details": {"cached_tokens": self.cached_tokens}}
+                "total_tokens": self.total_tokens, "prompt_tokens_details": details}
 
 
 class ModelPrice(BaseModel, frozen=True):
@@ -51,18 +55,29 @@ class ModelPrice(BaseModel, frozen=True):
     input: Decimal = Field(ge=0)
     output: Decimal = Field(ge=0)
     cached_input: Decimal | None = Field(default=None, ge=0)
+    cache_write_input: Decimal | None = Field(default=None, ge=0)  # prompt-cache writes (5-minute TTL rate)
+    # The id the provider's API expects when it is not the catalog name (Bedrock inference profiles).
+    upstream_model: str | None = None
     context_window: int = Field(gt=0)
     max_output_tokens: int = Field(gt=0)
     encoding: str
     effective_date: str
     source: str
 
+    @property
+    def upstream_id(self) -> str:
+        """The ``model`` to send to the provider."""
+        return self.upstream_model or self.model
+
     def cost(self, usage: Usage) -> Decimal:
         cached = min(usage.cached_tokens, usage.prompt_tokens)
+        written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
         cached_rate = self.cached_input if self.cached_input is not None else self.input
+        write_rate = self.cache_write_input if self.cache_write_input is not None else self.input
         return (
-            (usage.prompt_tokens - cached) * self.input
+            (usage.prompt_tokens - cached - written) * self.input
             + cached * cached_rate
+            + written * write_rate
             + usage.completion_tokens * self.output
         ) / PER_TOKENS
 

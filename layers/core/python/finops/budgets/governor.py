@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -174,8 +175,19 @@ class BudgetGovernor:
     # --- admission ------------------------------------------------------------------------------------
 
     def admit(self, request_id: str, key: KeyRecord, tags: CostTags, model: str, worst: Decimal,
-              loop_hash: str | None, reservation: dict[str, Any]) -> Ticket:
+              loop_hash: str | None, reservation: dict[str, Any], *, retry: bool = False,
+              budgets_only: bool = False) -> Ticket:
+        """Reserve ``worst`` in every scope that applies, or raise the typed 429/503.
+
+        ``retry``: another attempt of a call already admitted once (a retry or a fallback model): its
+        reservation follows the new model's price, but it is not another request for the breaker's request
+        and repeat counters. ``budgets_only``: an extension of a running stream's reservation (budget and
+        spend cells only).
+        """
         cells, breaker_pks, budgets = self.plan(key, tags, model, worst, loop_hash, self.store.now_us())
+        if retry or budgets_only:
+            skip = {"loop", "breaker_requests"} | ({"cap"} if budgets_only else set())
+            cells = [c for c in cells if c.kind not in skip]
         reservation = {**reservation, "exp": int(self.store.clock()) + self.policy.reservation_ttl_seconds,
                        "worst_usd": str(worst)}
         try:
@@ -255,8 +267,23 @@ class BudgetGovernor:
 
     # --- settlement -------------------------------------------------------------------------------------
 
+    def settle_all(self, tickets: Sequence[Ticket], actual: Decimal, succeeded: bool,
+                   ledger_item: dict[str, Any]) -> dict[str, str]:
+        """Settle a stream's reservation and its extensions: each covers the cost in turn, the first also any
+        overrun, and the ledger row is written with the first (extensions first, so a crash in between leaves
+        the row's reservation to the reconciler, never a row without its charge)."""
+        remaining, shares = actual, []
+        for ticket in tickets:
+            share = min(remaining, ticket.worst_usd)
+            shares.append(share)
+            remaining -= share
+        shares[0] += remaining
+        for ticket, share in reversed(list(zip(tickets[1:], shares[1:], strict=True))):
+            self.settle(ticket, share, succeeded, None)
+        return self.settle(tickets[0], shares[0], succeeded, ledger_item)
+
     def settle(self, ticket: Ticket, actual: Decimal, succeeded: bool,
-               ledger_item: dict[str, Any]) -> dict[str, str]:
+               ledger_item: dict[str, Any] | None) -> dict[str, str]:
         """Refund the unused reservation and write the ledger row. Returns fresh rate-limit headers."""
         if ticket.admission is None:
             self.store.settle(Admission(ticket.request_id, self.store.now_us(), [], {}, set(), 0), {},

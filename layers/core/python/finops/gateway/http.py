@@ -15,8 +15,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from ..errors import FinOpsError, InvalidRequest, NotFound, PayloadTooLarge
+from ..openai_schema import ChatCompletionRequest
 from . import headers as h
 
 logger = Logger(child=True)
@@ -110,3 +112,27 @@ def check_body(event: Mapping[str, Any], max_bytes: int) -> None:
             raise InvalidRequest("The request body is not valid base64.") from exc
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"Request body exceeds the gateway limit of {max_bytes} bytes.")
+
+
+def parse_chat(event: Mapping[str, Any], max_bytes: int) -> ChatCompletionRequest:
+    """The chat request in a proxy event, for the response-streaming function (which has no resolver):
+    the same size check, JSON-object rule and pydantic validation, the same typed 400s."""
+    if str(event.get("httpMethod") or "").upper() != "POST" or not str(event.get("path") or "").rstrip("/").endswith(
+            "/v1/chat/completions"):
+        raise NotFound("This function serves POST /v1/chat/completions only.")
+    check_body(event, max_bytes)
+    body = event.get("body")
+    if body is None:
+        raise InvalidRequest("The request body is missing.", param="body")
+    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("The request body is not valid JSON.") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.", param="body")
+    try:
+        return ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        message, param = _describe(exc.errors())
+        raise InvalidRequest(message, param=param) from None

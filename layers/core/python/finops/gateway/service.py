@@ -7,7 +7,7 @@ framework here, so it is tested without either.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,19 +18,30 @@ from aws_lambda_powertools import Logger
 from .. import tokens
 from ..budgets.governor import BudgetGovernor, Ticket, prompt_hash
 from ..budgets.store import StoreUnavailable
-from ..errors import InternalError, ModelNotFound, ProviderError
+from ..errors import (
+    FinOpsError,
+    InternalError,
+    ModelNotAllowed,
+    ModelNotFound,
+    ProviderAuthError,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+)
 from ..keys.service import KeyRecord, KeyService
 from ..ledger.entry import LedgerEntry
 from ..ledger.repository import LedgerRepository
 from ..openai_schema import ChatCompletionRequest
 from ..pricing import ModelPrice, PriceCatalog, Usage, format_usd
-from ..providers.base import ChatProvider
+from ..providers.base import ChatProvider, Completion, StreamChunk
 from ..providers.registry import PROVIDERS
 from ..routing import ROUTE_HEADER, RouteDecision, Router
 from ..settings import Settings
 from ..tags import CostTags, header, resolve_tags
 from . import headers as h
+from .fallback import Attempt, AttemptPlan, chain_for
 from .sse import completion_to_sse
+from .streaming import StreamingResponse, StreamSession
 
 logger = Logger(child=True)
 
@@ -41,6 +52,33 @@ class GatewayResponse:
     body: dict[str, Any] | str
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "application/json"
+
+
+@dataclass
+class Call:
+    """A request past authentication, tags and routing: what every attempt needs."""
+
+    request: ChatCompletionRequest
+    request_id: str
+    key: KeyRecord
+    tags: CostTags
+    messages: list[dict[str, Any]]
+    route: RouteDecision
+    chain: list[ModelPrice]  # the routed model, then its usable fallbacks
+    headers: dict[str, str]
+
+
+@dataclass
+class Done:
+    """The attempt that answered (or is being booked), with its reservation."""
+
+    attempt: Attempt
+    request_id: str
+    ticket: Ticket
+    prompt_tokens: int
+    started: datetime
+    clock: float
+    result: Any = None
 
 
 class ProviderSet:
@@ -74,6 +112,7 @@ class ChatGateway:
         keys: KeyService | None,
         router: Router | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
@@ -83,6 +122,7 @@ class ChatGateway:
         self.keys = keys
         self.router = router
         self.now = now
+        self.sleep = sleep
         self.anonymous = KeyRecord(key_id="anonymous", name="anonymous", tier=settings.anonymous_tier,
                                    projects=("*",), environments=("*",), created_at="1970-01-01T00:00:00Z")
 
@@ -135,8 +175,17 @@ class ChatGateway:
             raise ModelNotFound(f"The model `{model}` is not served by this gateway.", param="model")
         return price
 
-    def chat(self, request: ChatCompletionRequest, request_headers: Mapping[str, str],
-             request_id: str) -> GatewayResponse:
+    def chat(self, request: ChatCompletionRequest, request_headers: Mapping[str, str], request_id: str, *,
+             streaming: bool = False) -> GatewayResponse | StreamingResponse:
+        """One chat completion. ``streaming``: the transport can stream (the response-streaming function), so
+        ``stream: true`` is answered as the provider produces; otherwise it gets the whole SSE body at once."""
+        call = self._prepare(request, request_headers, request_id)
+        if request.stream and streaming:
+            return self._stream(call)
+        return self._complete(call)
+
+    def _prepare(self, request: ChatCompletionRequest, request_headers: Mapping[str, str],
+                 request_id: str) -> Call:
         key = self.authenticate(request_headers)
         tags = resolve_tags(request_headers, self.settings)
         key.check_bindings(tags, self.settings.unallocated)
@@ -152,40 +201,31 @@ class ChatGateway:
                 f"untagged request booked to '{self.settings.unallocated}' "
                 f"(missing or invalid: {', '.join(tags.unallocated)})"
             )
+        fallback_off = (header(request_headers, h.FALLBACK) or "").strip().lower() in ("off", "false", "0", "none")
+        chain = [price] if fallback_off else chain_for(price, self.settings.fallbacks, lambda m: self._usable(key, m))
+        return Call(request, request_id, key, tags, messages, route, chain, out_headers)
 
-        prompt_tokens = tokens.count_chat_tokens(messages, price.encoding)
-        worst = price.worst_case_cost(prompt_tokens, request.output_limit) * request.n
-        started = self.now()
-        ticket = self.governor.admit(
-            request_id, key, tags, price.model, worst, prompt_hash(price.model, messages),
-            reservation={"project_id": tags.project_id, "user_id": tags.user_id, "environment": tags.environment,
-                         "department_id": tags.department_id, "model": price.model, "provider": price.provider,
-                         "key_id": key.key_id, "tier": key.tier, "ts": started.isoformat()})
-        clock = time.perf_counter()
-        provider = self.providers.get(price.provider)
+    def _usable(self, key: KeyRecord, model: str) -> ModelPrice | None:
+        """A fallback model this caller may use and this gateway serves, else None (it is skipped)."""
         try:
-            completion = provider.complete(request.provider_payload(price.model))
-        except Exception as exc:
-            # Whatever failed, the attempt is booked at cost 0 and the reservation released in full.
-            error = exc if isinstance(exc, ProviderError) else InternalError("The gateway failed to call the provider.")
-            if error is not exc:
-                logger.exception("provider call crashed")
-            entry = self._entry(request, key, tags, price, route, ticket, request_id, started, clock, usage=Usage(),
-                                cost=Decimal(0), status=error.code, http_status=error.status, error_code=error.code)
-            error.headers.update(out_headers)
-            error.headers[h.COST] = "0"
-            error.headers.update(self._settle(ticket, entry, succeeded=False))
-            if error is exc:
-                raise
-            raise error from exc
+            price = self.resolve(model)
+            self.governor.check_model(key, price.model)
+        except (ModelNotFound, ModelNotAllowed):
+            return None
+        return price
 
+    def _complete(self, call: Call) -> GatewayResponse:
+        request = call.request
+        done = self._attempts(call, request.output_limit,
+                              lambda price, provider: provider.complete(request.provider_payload(price.upstream_id)))
+        completion: Completion = done.result
+        price = done.attempt.price
         usage, source = completion.usage, "provider"
         if usage is None:
-            usage, source = self._count_usage(prompt_tokens, price, completion.body), "estimated"
+            usage, source = self._count_usage(done.prompt_tokens, price, completion.body), "estimated"
         cost = price.cost(usage)
-        entry = self._entry(request, key, tags, price, route, ticket, request_id, started, clock, usage=usage,
-                            cost=cost, status="ok", http_status=200, usage_source=source)
-        out_headers.update(self._settle(ticket, entry, succeeded=True))
+        entry = self._entry(call, done, usage=usage, cost=cost, status="ok", http_status=200, usage_source=source)
+        out_headers = {**call.headers, **self._settle([done.ticket], entry, succeeded=True)}
         out_headers[h.COST] = format_usd(cost)
         body = completion.body
         if request.stream:
@@ -195,12 +235,99 @@ class ChatGateway:
                                    content_type="text/event-stream")
         return GatewayResponse(200, body, out_headers)
 
+    def _stream(self, call: Call) -> StreamingResponse:
+        limit = call.request.output_limit
+        reserve = limit or self.settings.stream.reserve_tokens
+
+        def open_stream(price: ModelPrice, provider: ChatProvider) -> tuple[Iterator[StreamChunk], StreamChunk]:
+            chunks = provider.stream(call.request.provider_payload(price.upstream_id))
+            try:
+                first = next(chunks)
+            except StopIteration:
+                raise ProviderUnavailable(price.provider, f"{price.provider} ended the stream before any chunk.",
+                                          upstream_status=200) from None
+            return chunks, first
+
+        done = self._attempts(call, reserve, open_stream)
+        session = StreamSession(self, call, done, reserved_tokens=reserve, extendable=limit is None)
+        headers = {**call.headers, **done.ticket.headers}
+        return StreamingResponse(200, headers, session.events())
+
+    def _attempts(self, call: Call, output_limit: int | None,
+                  invoke: Callable[[ModelPrice, ChatProvider], Any]) -> Done:
+        """Try the call's models until one answers: admit (the reservation follows each model's price), call,
+        and book every failed attempt (cost 0, reservation released). Raises the last error if none answers."""
+        plan = AttemptPlan(call.chain, self.settings.retry)
+        last: ProviderError | None = None
+        for attempt in plan:
+            if attempt.delay_s:
+                self.sleep(attempt.delay_s)
+            price = attempt.price
+            request_id = call.request_id if attempt.number == 0 else f"{call.request_id}.{attempt.number}"
+            prompt_tokens = tokens.count_chat_tokens(call.messages, price.encoding)
+            worst = price.worst_case_cost(prompt_tokens, output_limit) * call.request.n
+            started = self.now()
+            try:
+                ticket = self.governor.admit(
+                    request_id, call.key, call.tags, price.model, worst,
+                    prompt_hash(price.model, call.messages) if attempt.number == 0 else None,
+                    reservation=self._reservation(call, price, started), retry=attempt.number > 0)
+            except RateLimited:
+                if last is None:
+                    raise
+                continue  # this fallback does not fit the budget: try a cheaper one
+            done = Done(attempt, request_id, ticket, prompt_tokens, started, time.perf_counter())
+            try:
+                done.result = invoke(price, self.providers.get(price.provider))
+            except Exception as exc:
+                error = exc if isinstance(exc, ProviderError) else InternalError(
+                    "The gateway failed to call the provider.")
+                if error is not exc:
+                    logger.exception("provider call crashed")
+                entry = self._entry(call, done, usage=Usage(), cost=Decimal(0), status=error.code,
+                                    http_status=error.status, error_code=error.code)
+                settled = self._settle([ticket], entry, succeeded=False)
+                # A fallback whose provider rejects our key (not configured yet) is skipped like a busy one.
+                if isinstance(error, ProviderError) and (
+                        error.retryable or (attempt.fallback and isinstance(error, ProviderAuthError))):
+                    logger.warning("provider attempt failed", extra={"attempt": attempt.number, "model": price.model,
+                                                                     "code": error.code})
+                    plan.failed(error)
+                    last = error
+                    continue
+                self._fail(error, call, attempt, settled)
+                if error is exc:
+                    raise
+                raise error from exc
+            if attempt.number:
+                call.headers[h.ATTEMPTS] = str(attempt.number + 1)
+            if attempt.fallback:
+                call.headers[h.MODEL] = price.model
+                call.headers[h.FALLBACK] = f"{call.chain[0].model} -> {price.model}"
+            return done
+        assert last is not None  # the plan always yields the first attempt
+        self._fail(last, call, None, {})
+        raise last
+
+    @staticmethod
+    def _fail(error: FinOpsError, call: Call, attempt: Attempt | None, settled: dict[str, str]) -> None:
+        error.headers.update(call.headers)
+        error.headers[h.COST] = "0"
+        error.headers.update(settled)
+
+    @staticmethod
+    def _reservation(call: Call, price: ModelPrice, started: datetime) -> dict[str, Any]:
+        tags, key = call.tags, call.key
+        return {"project_id": tags.project_id, "user_id": tags.user_id, "environment": tags.environment,
+                "department_id": tags.department_id, "model": price.model, "provider": price.provider,
+                "key_id": key.key_id, "tier": key.tier, "ts": started.isoformat()}
+
     # --- helpers --------------------------------------------------------------------------------------
 
-    def _settle(self, ticket: Ticket, entry: LedgerEntry, succeeded: bool) -> dict[str, str]:
-        """Refund the reservation and write the ledger row in one write; never loses the row."""
+    def _settle(self, tickets: list[Ticket], entry: LedgerEntry, succeeded: bool) -> dict[str, str]:
+        """Refund the reservation(s) and write the ledger row in one write; never loses the row."""
         try:
-            return self.governor.settle(ticket, entry.cost_usd, succeeded, self.ledger.item(entry))
+            return self.governor.settle_all(tickets, entry.cost_usd, succeeded, self.ledger.item(entry))
         except StoreUnavailable as exc:
             # The reservation stays until the reconciler books or releases it; the row goes to the log.
             self.ledger.spill(entry, exc)
@@ -218,19 +345,19 @@ class ChatGateway:
             return cost
         return self.catalog.get(route.counterfactual_model).cost(usage)
 
-    def _entry(self, request: ChatCompletionRequest, key: KeyRecord, tags: CostTags, price: ModelPrice,
-               route: RouteDecision, ticket: Ticket, request_id: str, started: datetime, clock: float, *,
-               usage: Usage, cost: Decimal, status: str, http_status: int, error_code: str | None = None,
-               usage_source: str = "provider") -> LedgerEntry:
+    def _entry(self, call: Call, done: Done, *, usage: Usage, cost: Decimal, status: str, http_status: int,
+               error_code: str | None = None, usage_source: str = "provider") -> LedgerEntry:
+        price, route, tags, key, ticket = done.attempt.price, call.route, call.tags, call.key, done.ticket
+        routed = route.routed or route.downgraded
         return LedgerEntry(
-            request_id=request_id,
-            ts=started,
+            request_id=done.request_id,
+            ts=done.started,
             project_id=tags.project_id,
             user_id=tags.user_id,
             environment=tags.environment,
             department_id=tags.department_id,
             unallocated_tags=tags.unallocated,
-            requested_model=request.model,
+            requested_model=call.request.model,
             model=price.model,
             provider=price.provider,
             input_tokens=usage.prompt_tokens,
@@ -242,14 +369,15 @@ class ChatGateway:
             status=status,
             http_status=http_status,
             error_code=error_code,
-            latency_ms=max(0, round((time.perf_counter() - clock) * 1000)),
-            stream=request.stream,
+            latency_ms=max(0, round((time.perf_counter() - done.clock) * 1000)),
+            stream=call.request.stream,
             key_id=key.key_id,
             tier=key.tier,
             reserved_usd=ticket.worst_usd,
             tax_usd=ticket.tax_on(cost),
             budget_bypassed=ticket.bypassed,
             counterfactual_usd=self._counterfactual(route, price, usage, cost),
-            route_strategy=("downgrade" if route.downgraded else route.strategy or "tier") if route.routed
-            or route.downgraded else None,
+            route_strategy=("downgrade" if route.downgraded else route.strategy or "tier") if routed else None,
+            attempt=done.attempt.number,
+            parent_request_id=call.request_id,
         )

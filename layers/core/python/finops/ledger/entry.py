@@ -48,6 +48,10 @@ class LedgerEntry(BaseModel, frozen=True):
     # Routing: what the same usage would have cost on the reference (strong) model, for savings reports.
     counterfactual_usd: Decimal = Decimal(0)
     route_strategy: str | None = None  # None: the requested model was used as asked
+    # Retries and fallbacks: every attempt of a call is its own row (request_id "<id>.<n>" for n > 0),
+    # all sharing parent_request_id; the billed one has status "ok" (or a stream's interruption status).
+    attempt: NonNegativeInt = 0
+    parent_request_id: str | None = None
 
     @field_validator("ts")
     @classmethod

@@ -88,6 +88,8 @@ class LedgerRow(Model):
     budget_bypassed = BooleanAttribute(default=False)
     counterfactual_usd = DecimalAttribute(default=Decimal)
     route_strategy = UnicodeAttribute(null=True)
+    attempt = NumberAttribute(default=0)  # 0: the call's first try; n: its n-th retry or fallback
+    parent_request_id = UnicodeAttribute(null=True)  # the caller's request id, shared by all its attempts
 
     by_day = ByDayIndex()
 

@@ -12,11 +12,13 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
+
+from ..streaming_runtime import StreamedHttpResponse
 
 log = logging.getLogger("finops.local.bridge")
 API_GATEWAY_MAX_PAYLOAD = 10 * 1024 * 1024
@@ -64,7 +66,14 @@ def to_proxy_event(request: Request, body: bytes, stage: str = "local") -> dict[
     }
 
 
-def to_response(result: dict[str, Any]) -> Response:
+def to_response(result: dict[str, Any] | StreamedHttpResponse) -> Response:
+    if isinstance(result, StreamedHttpResponse):
+        # API Gateway's STREAM transfer mode: headers first, then each chunk as the function writes it.
+        streamed = Response(_closing(result.body), status=result.status, direct_passthrough=True)
+        streamed.headers.clear()
+        for key, value in result.headers.items():
+            streamed.headers[key] = str(value)
+        return streamed
     body = result.get("body") or ""
     data = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
     response = Response(data, status=int(result.get("statusCode", 200)))
@@ -78,12 +87,23 @@ def to_response(result: dict[str, Any]) -> Response:
     return response
 
 
+def _closing(body: Any) -> Iterator[bytes]:
+    """The body as a generator whose close() (werkzeug calls it when the client goes away) closes ``body``."""
+    chunks = iter(body)
+    try:
+        yield from chunks
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
 def _gateway_error(status: int, message: str) -> Response:
     return Response(json.dumps({"message": message}), status=status, content_type="application/json")
 
 
 class ApiGatewayBridge:
-    def __init__(self, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    def __init__(self, handler: Callable[[dict[str, Any]], dict[str, Any] | StreamedHttpResponse]) -> None:
         self.handler = handler
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -104,7 +124,7 @@ class ApiGatewayBridge:
         return response(environ, start_response)
 
 
-def serve(handler: Callable[[dict[str, Any]], dict[str, Any]], host: str = "127.0.0.1",
+def serve(handler: Callable[[dict[str, Any]], dict[str, Any] | StreamedHttpResponse], host: str = "127.0.0.1",
           port: int = 8080) -> BaseWSGIServer:
     server = make_server(host, port, ApiGatewayBridge(handler), threaded=True)
     threading.Thread(target=server.serve_forever, name="apigw-bridge", daemon=True).start()

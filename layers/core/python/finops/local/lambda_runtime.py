@@ -13,11 +13,13 @@ import importlib.util
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from ..streaming_runtime import StreamedHttpResponse
 
 REPO_ROOT = Path(__file__).resolve().parents[5]
 FUNCTIONS = REPO_ROOT / "functions"
@@ -71,3 +73,27 @@ def invoke(function: str, event: dict[str, Any]) -> Any:
     """Run one event through ``function``'s handler, one event at a time per function."""
     with _lock(function):
         return load_handler(function)(event, LocalContext(function_name=f"finops-{function}"))
+
+
+def invoke_streaming(function: str, event: dict[str, Any]) -> StreamedHttpResponse:
+    """Like :func:`invoke` for a response-streaming function: the invocation lasts until its body has been
+    sent (or abandoned), so the function stays busy, as a Lambda execution environment does."""
+    lock = _lock(function)
+    lock.acquire()
+    try:
+        response = load_handler(function)(event, LocalContext(function_name=f"finops-{function}"))
+    except BaseException:
+        lock.release()
+        raise
+
+    def body() -> Iterator[bytes]:
+        chunks = iter(response.body)
+        try:
+            yield from chunks
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+            lock.release()
+
+    return StreamedHttpResponse(response.status, response.headers, body())

@@ -1,8 +1,12 @@
 """A simulated OpenAI-compatible provider for the local stack and the tests.
 
 Deterministic text (seeded by the prompt), usage counted with tiktoken, configurable latency and error
-rate. A message may carry directives to force a behaviour, e.g. ``[[sim:status=503]]``,
-``[[sim:latency_ms=2500]]``, ``[[sim:no_usage]]`` or ``[[sim:tokens=40]]``.
+rate. Streams (``stream: true``) like OpenAI: a role chunk, one chunk per word, the finish chunk, and a
+usage chunk when ``stream_options.include_usage`` asks for it. A message may carry directives to force a
+behaviour, e.g. ``[[sim:status=503]]`` (with ``[[sim:only_model=gpt-4o]]``: only for that model),
+``[[sim:retry_after=1]]``, ``[[sim:latency_ms=2500]]``, ``[[sim:no_usage]]``, ``[[sim:tokens=40]]``,
+``[[sim:chunk_ms=50]]`` (pause between streamed chunks), ``[[sim:fail_after=5]]`` (drop the connection after
+5 content chunks) or ``[[sim:stall_after=5]]`` (stop sending, connection open, after 5 chunks).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import random
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,9 +99,12 @@ class SimulatedProvider:
         latency = int(directives.get("latency_ms", self.config.latency_ms))
         if latency:
             time.sleep(latency / 1000)
-        if "status" in directives:
+        if "status" in directives and directives.get("only_model", model) == model:
             status = int(directives["status"])
-            return _error(status, f"simulated HTTP {status}", "server_error" if status >= 500 else "error")
+            response = _error(status, f"simulated HTTP {status}", "server_error" if status >= 500 else "error")
+            if "retry_after" in directives:
+                response.headers["Retry-After"] = directives["retry_after"]
+            return response
         if unlucky:
             return _error(503, "simulated overload", "server_error")
         if "garbage" in directives:
@@ -120,14 +128,48 @@ class SimulatedProvider:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                          "logprobs": None, "finish_reason": finish}],
         }
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        }
+        if payload.get("stream"):
+            options = payload.get("stream_options") or {}
+            send_usage = bool(options.get("include_usage")) and "no_usage" not in directives
+            return Response(self._chunks(body, text, finish, usage if send_usage else None, directives),
+                            status=200, content_type="text/event-stream", direct_passthrough=True)
         if "no_usage" not in directives:
-            body["usage"] = {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": 0},
-            }
+            body["usage"] = usage
         return Response(json.dumps(body), status=200, content_type="application/json")
+
+
+    @staticmethod
+    def _chunks(body: dict[str, Any], text: str, finish: str, usage: dict[str, Any] | None,
+                directives: dict[str, str]) -> Iterator[bytes]:
+        base = {k: body[k] for k in ("id", "created", "model", "system_fingerprint")}
+        base["object"] = "chat.completion.chunk"
+        pause = int(directives.get("chunk_ms", 0)) / 1000
+        fail_after = int(directives["fail_after"]) if "fail_after" in directives else None
+        stall_after = int(directives["stall_after"]) if "stall_after" in directives else None
+
+        def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+            return f"data: {json.dumps({**base, 'choices': choices, **extra})}\n\n".encode()
+
+        yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        words = text.split(" ")
+        for i, word in enumerate(words):
+            if fail_after is not None and i >= fail_after:
+                raise ConnectionAbortedError("simulated provider failure mid-stream")
+            if stall_after is not None and i >= stall_after:
+                time.sleep(60)
+            if pause:
+                time.sleep(pause)
+            yield event([{"index": 0, "delta": {"content": word if i == 0 else " " + word}, "finish_reason": None}])
+        yield event([{"index": 0, "delta": {}, "finish_reason": finish}])
+        if usage is not None:
+            yield event([], usage=usage)
+        yield b"data: [DONE]\n\n"
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, config: SimulatorConfig | None = None) -> BaseWSGIServer:

@@ -15,6 +15,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from werkzeug.serving import BaseWSGIServer
 
@@ -26,9 +27,10 @@ from ..gateway import factory
 from ..keys import model as keys_model
 from ..keys.service import KeySpec
 from ..ledger import model as ledger_model
-from ..settings import _default_providers, get_settings
+from ..settings import ProviderConfig, get_settings
+from ..streaming_runtime import StreamedHttpResponse
 from . import apigw_bridge, aws_emulator, simulated_provider
-from .lambda_runtime import invoke
+from .lambda_runtime import invoke, invoke_streaming
 
 LOCAL_ENV = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -95,13 +97,34 @@ def seed_keys(path: Path) -> dict[str, str]:
     return keys
 
 
+# The providers the simulator stands in for: the OpenAI-compatible ones. Anthropic and Bedrock speak their
+# own APIs; locally their models are not served (the fallback chains skip them).
+LOCAL_PROVIDERS = {"openai": "finops/providers/openai", "groq": "finops/providers/groq"}
+
+
+def local_providers(provider_url: str, timeout_seconds: float) -> dict[str, ProviderConfig]:
+    return {name: ProviderConfig(base_url=f"{provider_url}/{name}/v1", secret_name=secret,
+                                 timeout_seconds=timeout_seconds, connect_timeout_seconds=2)
+            for name, secret in LOCAL_PROVIDERS.items()}
+
+
 def seed_secrets() -> None:
     sm = aws.client("secretsmanager")
-    for name, config in _default_providers().items():
+    for name, config in get_settings().providers.items():
+        if config.secret_name is None:
+            continue
         try:
             sm.create_secret(Name=config.secret_name, SecretString=f"sk-local-{name}")
         except sm.exceptions.ResourceExistsException:
             pass
+
+
+def dispatch(event: dict[str, Any]) -> dict[str, Any] | StreamedHttpResponse:
+    """The API's routes as the CDK app wires them: chat completions to the response-streaming function,
+    everything else to the gateway function."""
+    if event.get("httpMethod") == "POST" and event.get("path", "").rstrip("/") == "/v1/chat/completions":
+        return invoke_streaming("gateway_stream", event)
+    return invoke("gateway", event)
 
 
 def quiet_servers() -> None:
@@ -109,7 +132,7 @@ def quiet_servers() -> None:
 
 
 def start(*, port: int = 8080, aws_port: int = 4566, provider_port: int = 0, latency_ms: int = 0,
-          error_rate: float = 0.0, extra_env: dict[str, str] | None = None,
+          error_rate: float = 0.0, extra_env: dict[str, str] | None = None, provider_timeout_seconds: float = 10,
           keys_file: Path = Path(".local/keys.json")) -> LocalStack:
     quiet_servers()
     moto = aws_emulator.serve(port=aws_port)
@@ -117,10 +140,8 @@ def start(*, port: int = 8080, aws_port: int = 4566, provider_port: int = 0, lat
     provider = simulated_provider.serve(port=provider_port, config=simulated_provider.SimulatorConfig(
         latency_ms=latency_ms, error_rate=error_rate))
     provider_url = f"http://127.0.0.1:{provider.port}"
-    providers = {
-        name: {**config.model_dump(), "base_url": f"{provider_url}/{name}/v1", "timeout_seconds": 10}
-        for name, config in _default_providers().items()
-    }
+    providers = {name: config.model_dump() for name, config in
+                 local_providers(provider_url, provider_timeout_seconds).items()}
     os.environ.update(LOCAL_ENV)
     os.environ.update({"AWS_ENDPOINT_URL": aws_endpoint, "FINOPS_PROVIDERS": json.dumps(providers)})
     os.environ.update(extra_env or {})
@@ -128,6 +149,6 @@ def start(*, port: int = 8080, aws_port: int = 4566, provider_port: int = 0, lat
     create_tables()
     seed_secrets()
     keys = seed_keys(keys_file)
-    bridge = apigw_bridge.serve(lambda event: invoke("gateway", event), port=port)
+    bridge = apigw_bridge.serve(dispatch, port=port)
     return LocalStack(aws_endpoint=aws_endpoint, gateway_url=f"http://127.0.0.1:{bridge.port}",
                       provider_url=provider_url, keys=keys, servers=[moto, provider, bridge])

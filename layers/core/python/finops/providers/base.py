@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,10 +18,35 @@ class Completion:
     usage: Usage | None  # None when the provider reported no usage (the gateway then counts it)
 
 
+@dataclass(frozen=True)
+class StreamChunk:
+    """One streamed event, already an OpenAI ``chat.completion.chunk`` dict.
+
+    ``usage`` is set on the chunk that carries the provider's usage (OpenAI's last chunk with
+    ``stream_options.include_usage``, Anthropic's ``message_delta``, Bedrock's ``metadata``); the gateway
+    takes the last one it sees. ``body`` may be None for an event that carries only usage.
+    """
+
+    body: dict[str, Any] | None
+    usage: Usage | None = None
+
+
 class ChatProvider(Protocol):
+    """An adapter: OpenAI chat-completions payload in (``model`` already the upstream model id), OpenAI shape out.
+
+    Failures are raised as the typed subclasses of :class:`finops.errors.ProviderError`, before the first
+    chunk or in the middle of a stream.
+    """
+
     name: str
 
     def complete(self, payload: dict[str, Any]) -> Completion: ...
+
+    def stream(self, payload: dict[str, Any]) -> Iterator[StreamChunk]:
+        """Yield chunks as the provider produces them; the adapter asks the provider for usage itself."""
+        ...
+
+    def close(self) -> None: ...
 
 
 def api_key(provider: str, secret_name: str, max_age: int) -> str:

@@ -1,17 +1,53 @@
-"""Base adapter for providers that speak OpenAI's chat-completions API over HTTPS (httpx)."""
+"""Base adapter for providers that speak OpenAI's chat-completions API over HTTPS (httpx).
+
+``complete`` posts the payload as it is; ``stream`` posts it with ``stream: true`` and
+``stream_options.include_usage`` (whatever the caller asked) and yields each SSE chunk as it arrives, the final
+usage-only chunk (``choices == []``) included. A stream that ends without ``data: [DONE]`` was cut: it raises
+:class:`ProviderUnavailable` after the chunks already yielded.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import httpx
 
-from ..errors import ProviderError, ProviderTimeout
+from ..errors import ProviderAuthError, ProviderError, ProviderUnavailable
 from ..pricing import Usage
 from ..settings import ProviderConfig
-from .base import Completion, api_key
+from . import http_errors
+from .base import Completion, StreamChunk, api_key
+from .http_errors import MAX_UPSTREAM_MESSAGE
+from .sse import iter_events
 
-MAX_UPSTREAM_MESSAGE = 300
+__all__ = ["MAX_UPSTREAM_MESSAGE", "OpenAICompatibleProvider", "parse_usage", "provider_key"]
+
+DONE = "[DONE]"
+
+
+def provider_key(name: str, config: ProviderConfig, max_age: int) -> str:
+    """The provider's API key, or :class:`ProviderAuthError` when there is none to send."""
+    if not config.secret_name:
+        raise ProviderAuthError(name, f"No API key secret is configured for {name}.")
+    try:
+        key = api_key(name, config.secret_name, max_age)
+    except Exception as exc:  # Secrets Manager down, secret missing or unreadable
+        raise ProviderAuthError(name, f"The API key for {name} is unavailable.") from exc
+    if not key:
+        raise ProviderAuthError(name, f"The API key for {name} is empty.")
+    return key
+
+
+def http_client(config: ProviderConfig, transport: httpx.BaseTransport | None) -> httpx.Client:
+    if not config.base_url:
+        raise ValueError("this provider needs a base_url")
+    return httpx.Client(
+        base_url=config.base_url.rstrip("/") + "/",
+        timeout=httpx.Timeout(config.timeout_seconds, connect=config.connect_timeout_seconds),
+        transport=transport,
+    )
 
 
 class OpenAICompatibleProvider:
@@ -23,51 +59,72 @@ class OpenAICompatibleProvider:
                  transport: httpx.BaseTransport | None = None) -> None:
         self.config = config
         self.secret_max_age = secret_max_age
-        self._client = httpx.Client(
-            base_url=config.base_url.rstrip("/") + "/",
-            timeout=httpx.Timeout(config.timeout_seconds, connect=config.connect_timeout_seconds),
-            transport=transport,
-        )
+        self._client = http_client(config, transport)
 
     def prepare(self, payload: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in payload.items() if k not in self.unsupported_fields}
 
-    def complete(self, payload: dict[str, Any]) -> Completion:
-        try:
-            key = api_key(self.name, self.config.secret_name, self.secret_max_age)
-        except Exception as exc:  # Secrets Manager down, secret missing or unreadable
-            raise ProviderError(self.name, f"The API key for {self.name} is unavailable.") from exc
-        if not key:
-            raise ProviderError(self.name, f"The API key for {self.name} is empty.")
-        try:
-            response = self._client.post(
-                "chat/completions", json=self.prepare(payload), headers={"Authorization": f"Bearer {key}"}
-            )
-        except httpx.TimeoutException as exc:
-            raise ProviderTimeout(self.name, f"{self.name} did not answer in time ({type(exc).__name__}).") from exc
-        except httpx.HTTPError as exc:
-            raise ProviderError(self.name, f"{self.name} could not be reached ({type(exc).__name__}).") from exc
-        if response.status_code >= 400:
-            raise ProviderError(
-                self.name,
-                f"{self.name} answered HTTP {response.status_code}: {self._upstream_message(response)}",
-                upstream_status=response.status_code,
-            )
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise ProviderError(self.name, f"{self.name} answered with a body that is not JSON.") from exc
-        if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
-            raise ProviderError(self.name, f"{self.name} answered without choices.")
-        return Completion(body=body, usage=parse_usage(body.get("usage")))
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {provider_key(self.name, self.config, self.secret_max_age)}"}
 
-    @staticmethod
-    def _upstream_message(response: httpx.Response) -> str:
+    def complete(self, payload: dict[str, Any]) -> Completion:
+        body = self.prepare(payload)
+        body.pop("stream", None)
+        body.pop("stream_options", None)
+        headers = self.headers()
         try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = response.reason_phrase or "error"
-        return str(message)[:MAX_UPSTREAM_MESSAGE]
+            response = self._client.post("chat/completions", json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise http_errors.from_transport(self.name, exc) from exc
+        if response.status_code >= 400:
+            raise http_errors.from_response(self.name, response)
+        try:
+            answer = response.json()
+        except ValueError as exc:
+            raise ProviderUnavailable(self.name, f"{self.name} answered with a body that is not JSON.") from exc
+        if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
+            raise ProviderUnavailable(self.name, f"{self.name} answered without choices.")
+        return Completion(body=answer, usage=self.usage_of(answer))
+
+    def stream(self, payload: dict[str, Any]) -> Iterator[StreamChunk]:
+        body = self.prepare(payload)
+        body["stream"] = True
+        body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        headers = {**self.headers(), "Accept": "text/event-stream"}
+        try:
+            with self._client.stream("POST", "chat/completions", json=body, headers=headers) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise http_errors.from_response(self.name, response)
+                for event in iter_events(response.iter_lines()):
+                    if event.data.strip() == DONE:
+                        return
+                    yield self._chunk(event.data)
+        except httpx.HTTPError as exc:
+            raise http_errors.from_transport(self.name, exc) from exc
+        raise ProviderUnavailable(self.name, f"{self.name} ended the stream before [DONE].")
+
+    def _chunk(self, data: str) -> StreamChunk:
+        try:
+            chunk = json.loads(data)
+        except ValueError as exc:
+            raise ProviderUnavailable(self.name, f"{self.name} streamed an event that is not JSON.") from exc
+        if not isinstance(chunk, dict):
+            raise ProviderUnavailable(self.name, f"{self.name} streamed an event that is not an object.")
+        if "error" in chunk:  # an error reported mid-stream, after the 200
+            raise self._stream_error(chunk)
+        if not isinstance(chunk.get("choices"), list):
+            raise ProviderUnavailable(self.name, f"{self.name} streamed a chunk without choices.")
+        return StreamChunk(body=chunk, usage=self.usage_of(chunk))
+
+    def _stream_error(self, chunk: dict[str, Any]) -> ProviderError:
+        kind, message = http_errors.error_details(chunk)
+        return http_errors.provider_error(
+            self.name, f"{self.name} failed mid-stream: {(message or 'error')[:MAX_UPSTREAM_MESSAGE]}",
+            error_type=kind or "server_error")
+
+    def usage_of(self, body: dict[str, Any]) -> Usage | None:
+        return parse_usage(body.get("usage"))
 
     def close(self) -> None:
         self._client.close()

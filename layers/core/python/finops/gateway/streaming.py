@@ -1,0 +1,155 @@
+"""A streamed answer, relayed as the provider produces it and billed for what it produced.
+
+The session owns the call from its first chunk to settlement:
+
+- every chunk is metered as it passes (tiktoken per delta), and a stream without ``max_tokens`` extends its
+  budget reservation block by block; a refused extension ends the stream there (``finish_reason: length``,
+  with a ``finops`` note) unless the policy says ``allow``;
+- the provider's usage is asked for (``include_usage``) and billed when the stream finishes; when it is
+  missing, or the stream is cut short by the client or the provider, the prompt and the delivered text are
+  counted with tiktoken;
+- whatever ends the stream (done, client gone, provider error, budget stop, crash), ``finally`` writes the
+  ledger row and settles the reservation and its extensions in the same write.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+
+from ..errors import FinOpsError, InternalError, ProviderError, RateLimited
+from ..pricing import PER_TOKENS
+from ..providers.base import StreamChunk
+from .metering import StreamMeter
+
+if TYPE_CHECKING:
+    from ..budgets.governor import Ticket
+    from .service import Call, ChatGateway, Done
+
+logger = Logger(child=True)
+EXTEND_AT = Decimal("0.9")  # extend the reservation when the output reaches 90% of what is reserved
+
+
+def sse(data: dict[str, Any] | str) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return f"data: {payload}\n\n".encode()
+
+
+DONE = sse("[DONE]")
+
+
+@dataclass
+class StreamingResponse:
+    status: int
+    headers: dict[str, str]
+    chunks: Iterator[bytes]
+    content_type: str = "text/event-stream"
+
+
+@dataclass
+class StreamSession:
+    gateway: ChatGateway
+    call: Call
+    done: Done
+    reserved_tokens: int  # output tokens the reservations cover so far
+    extendable: bool  # no max_tokens: the reservation grows with the answer
+    tickets: list[Ticket] = field(default_factory=list)
+    status: str = "ok"
+    error_code: str | None = None
+
+    def __post_init__(self) -> None:
+        self.tickets = [self.done.ticket]
+        price = self.done.attempt.price
+        self.meter = StreamMeter(self.done.prompt_tokens, price.encoding)
+        self.block = self.gateway.settings.stream.reserve_tokens
+
+    def events(self) -> Iterator[bytes]:
+        chunks, first = self.done.result
+        finished = False
+        template: dict[str, Any] = {}
+        try:
+            for chunk in _prepend(first, chunks):
+                self.meter.add(chunk)
+                body = chunk.body
+                if body is not None and not template:
+                    template = {k: body.get(k) for k in ("id", "object", "created", "model", "system_fingerprint")}
+                if body is not None and body.get("choices"):
+                    yield sse(body)
+                if self.extendable and not self._within_budget():
+                    yield sse({**template, "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}],
+                               "finops": {"stopped": "budget_exceeded",
+                                          "message": "The stream was stopped at the budget's hard limit."}})
+                    self.status, self.error_code = "stopped_budget", "budget_exceeded"
+                    break
+            else:
+                finished = True
+            if self._include_usage():
+                usage, _ = self.meter.usage(finished)
+                yield sse({**template, "choices": [], "usage": usage.as_openai()})
+            yield DONE
+        except GeneratorExit:  # the client went away: stop reading (and paying for) the provider's stream
+            self.status, self.error_code = "client_disconnected", "client_disconnected"
+            raise
+        except ProviderError as exc:
+            self.status, self.error_code = "provider_interrupted", exc.code
+            logger.warning("provider stream interrupted", extra={"code": exc.code})
+            yield sse(exc.envelope())
+            yield DONE
+        except Exception:
+            logger.exception("stream crashed")
+            error = InternalError("The gateway failed while streaming.")
+            self.status, self.error_code = "internal_error", error.code
+            yield sse(error.envelope())
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+            self._settle(finished)
+
+    def _include_usage(self) -> bool:
+        options = self.call.request.stream_options
+        return bool(options and options.include_usage)
+
+    def _within_budget(self) -> bool:
+        """Extend the reservation when the answer nears it; False when the budget refuses the extension."""
+        if self.meter.running_output < self.reserved_tokens * EXTEND_AT:
+            return True
+        price = self.done.attempt.price
+        cost = price.output * self.block * self.call.request.n / PER_TOKENS
+        request_id = f"{self.done.request_id}+{len(self.tickets)}"
+        try:
+            ticket = self.gateway.governor.admit(
+                request_id, self.call.key, self.call.tags, price.model, cost, None,
+                reservation=self.gateway._reservation(self.call, price, self.done.started), budgets_only=True)
+        except RateLimited:
+            if self.gateway.settings.stream.on_budget_exhausted == "allow":
+                self.extendable = False  # finish; settlement charges the overrun
+                return True
+            return False
+        except FinOpsError:  # budget store down and fail-closed: stop rather than stream unmetered
+            return False
+        self.tickets.append(ticket)
+        self.reserved_tokens += self.block
+        return True
+
+    def _settle(self, finished: bool) -> None:
+        usage, source = self.meter.usage(finished)
+        price = self.done.attempt.price
+        cost = price.cost(usage)
+        entry = self.gateway._entry(self.call, self.done, usage=usage, cost=cost, status=self.status,
+                                    http_status=200, error_code=self.error_code, usage_source=source)
+        try:
+            self.gateway._settle(self.tickets, entry, succeeded=True)
+        except Exception:  # never let settlement mask the stream's end; the row is in the log
+            logger.exception("stream settlement failed")
+            self.gateway.ledger.spill(entry, RuntimeError("stream settlement failed"))
+
+
+def _prepend(first: StreamChunk, rest: Iterator[StreamChunk]) -> Iterator[StreamChunk]:
+    yield first
+    yield from rest
