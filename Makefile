@@ -7,10 +7,14 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 LAYER := layers/deps/build/.built
 
+# asl-validator (npm) validates the synthesized Step Functions definition; installed only where npm exists.
+ASL_TOOLS := tools/asl/node_modules/.installed
+ASL_IF_NPM := $(if $(shell command -v npm),$(ASL_TOOLS))
+
 FOCUS_VENV := .venv-focus
 FOCUS_VALIDATOR := $(FOCUS_VENV)/.installed
 
-.PHONY: run test test-fast bench synth layers lint clean focus-validator router-eval router-train spot-backtest
+.PHONY: run test test-fast bench synth layers lint clean focus-validator router-eval router-train spot-backtest asl-tools
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,15 +39,21 @@ $(FOCUS_VALIDATOR):
 
 focus-validator: $(FOCUS_VALIDATOR)
 
+$(ASL_TOOLS): tools/asl/package.json tools/asl/package-lock.json
+	npm ci --prefix tools/asl --no-audit --no-fund --silent
+	touch $@
+
+asl-tools: $(ASL_TOOLS)
+
 ## Run the gateway locally: moto on 127.0.0.1:4566, simulated provider, gateway on 127.0.0.1:$${PORT:-8080}.
 run: $(INSTALLED)
 	$(VENV)/bin/finops local
 
 ## Run every test (unit, integration, infra, e2e).
-test: $(INSTALLED) $(LAYER) $(FOCUS_VALIDATOR)
+test: $(INSTALLED) $(LAYER) $(FOCUS_VALIDATOR) $(ASL_IF_NPM)
 	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup
 
-test-fast: $(INSTALLED) $(FOCUS_VALIDATOR)
+test-fast: $(INSTALLED) $(FOCUS_VALIDATOR) $(ASL_IF_NPM)
 	$(PY) -m pytest -q -x -m "not infra and not e2e"
 
 ## Synthesize the CDK app offline into cdk.out/ (cdk-nag runs on every synth).

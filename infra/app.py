@@ -28,22 +28,33 @@ from cdk_nag import AwsSolutionsChecks
 
 from infra.constructs.layers import DepsLayerNotBuilt
 from infra.stacks.gateway_stack import GatewayStack
+from infra.stacks.spot_training_stack import SpotTrainingStack
 
 STACK_NAME = "FinOpsGateway"
+SPOT_STACK_NAME = "FinOpsSpotTraining"
 
 
-def build_app(outdir: str | Path | None = None, *, deps_layer_dir: str | Path | None = None) -> cdk.App:
+def build_app(outdir: str | Path | None = None, *, deps_layer_dir: str | Path | None = None,
+              spot_training: bool = False) -> cdk.App:
     """The app with the gateway stack and cdk-nag registered; call ``.synth()`` on it.
 
     ``deps_layer_dir`` replaces ``layers/deps/build`` (tests use a stub so they need no pip download).
+    ``spot_training`` adds the spot-training stack (``SPOT_STACK_NAME``), which writes to the gateway's ledger.
     """
     outdir = outdir or os.environ.get("CDK_OUTDIR") or ROOT / "cdk.out"
     app = cdk.App(outdir=str(outdir))
-    GatewayStack(
+    gateway = GatewayStack(
         app, STACK_NAME,
         description="AI FinOps gateway: OpenAI-compatible API, cost tags, budgets, usage ledger",
         deps_layer_dir=Path(deps_layer_dir) if deps_layer_dir else None,
     )
+    if spot_training:
+        SpotTrainingStack(
+            app, SPOT_STACK_NAME,
+            description="AI FinOps spot training: zone hunter, Batch Spot/On-Demand, checkpoints, ledger rows",
+            ledger=gateway.ledger,
+            deps_layer_dir=Path(deps_layer_dir) if deps_layer_dir else None,
+        )
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app
 
@@ -51,7 +62,7 @@ def build_app(outdir: str | Path | None = None, *, deps_layer_dir: str | Path | 
 def main() -> int:
     started = time.monotonic()
     try:
-        app = build_app()
+        app = build_app(spot_training=True)
     except DepsLayerNotBuilt as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -62,7 +73,8 @@ def main() -> int:
             raise
         print(f"cdk-nag: unacknowledged AwsSolutions findings, synth failed ({exc})", file=sys.stderr)
         return 1
-    print(f"synthesized {STACK_NAME} into {assembly.directory} in {time.monotonic() - started:.1f} s "
+    print(f"synthesized {STACK_NAME} and {SPOT_STACK_NAME} into {assembly.directory} "
+          f"in {time.monotonic() - started:.1f} s "
           "(cdk-nag AwsSolutions: no unacknowledged findings)")
     return 0
 

@@ -54,8 +54,8 @@ TABLE, FUNCTION, POLICY = "AWS::DynamoDB::Table", "AWS::Lambda::Function", "AWS:
 # logical id prefix -> the PynamoDB model the table is built from
 TABLES = {"LedgerTable": LedgerRow, "KeysTable": ApiKey, "BudgetsTable": BudgetItem}
 # logical id prefix of each function (and of its FunctionRole / FunctionLogs)
-FUNCTIONS = ("GatewayFunction", "GatewayStreamFunction", "AdminFunction", "ReconcilerFunction", "ChargebackExporterFunction",
-             "ChargebackFocusFunction")
+FUNCTIONS = ("GatewayFunction", "GatewayStreamFunction", "AdminFunction", "ReconcilerFunction",
+             "ChargebackExporterFunction", "ChargebackFocusFunction")
 
 
 @dataclass
@@ -213,7 +213,8 @@ def test_acknowledgments_sit_on_exactly_the_constructs_they_explain(synth: Synth
     stack, methods = STACK_NAME, f"{STACK_NAME}/Gateway/Api/Default"
     # X-Ray's Resource '*': the three function roles, nothing else (the scheduler role has no wildcard)
     assert set(_acknowledged_at(synth, "AwsSolutions-IAM5[Resource::*]")) == {
-        f"{stack}/Gateway/FunctionRole", f"{stack}/Gateway/Stream/FunctionRole", f"{stack}/Admin/FunctionRole", f"{stack}/Reconciler/FunctionRole",
+        f"{stack}/Gateway/FunctionRole", f"{stack}/Gateway/Stream/FunctionRole", f"{stack}/Admin/FunctionRole",
+        f"{stack}/Reconciler/FunctionRole",
         f"{stack}/Chargeback/Exporter/FunctionRole", f"{stack}/Chargeback/Focus/FunctionRole"}
     # APIG4 (no authorization): the OpenAI-compatible methods only; the admin methods use IAM.
     open_methods = set(_acknowledged_at(synth, "AwsSolutions-APIG4"))

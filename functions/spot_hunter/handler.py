@@ -1,0 +1,17 @@
+"""Step Functions task HuntZone: score every zone and choose where the next Spot run goes (or none)."""
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from finops.spot import service
+from finops.spot.workflow import HuntInput
+
+logger = Logger()
+tracer = Tracer()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return service.hunt(HuntInput.model_validate(event)).model_dump(mode="json")
