@@ -1,6 +1,7 @@
-"""A finished chat completion rendered as an OpenAI Server-Sent-Events body.
+"""Server-Sent Events as OpenAI sends them: one ``data:`` line per event, ``[DONE]`` last.
 
-Used for ``stream: true`` until true streaming lands: the same chunks OpenAI sends, delivered at once.
+``completion_to_sse`` renders a finished completion as the chunks OpenAI would have streamed, delivered at
+once (the buffered transport's answer to ``stream: true``); the streaming path encodes with ``event``.
 """
 
 from __future__ import annotations
@@ -9,9 +10,12 @@ import json
 from typing import Any
 
 
-def _event(data: dict[str, Any] | str) -> str:
+def event(data: dict[str, Any] | str) -> bytes:
     payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-    return f"data: {payload}\n\n"
+    return f"data: {payload}\n\n".encode()
+
+
+DONE = event("[DONE]")
 
 
 def completion_to_sse(body: dict[str, Any], usage: dict[str, Any] | None) -> str:
@@ -30,10 +34,10 @@ def completion_to_sse(body: dict[str, Any], usage: dict[str, Any] | None) -> str
         delta = {"role": message.get("role", "assistant"), "content": message.get("content") or ""}
         if message.get("tool_calls"):
             delta["tool_calls"] = [dict(call, index=i) for i, call in enumerate(message["tool_calls"])]
-        events.append(_event({**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]}))
-        events.append(_event({**base, "choices": [
+        events.append(event({**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]}))
+        events.append(event({**base, "choices": [
             {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason", "stop")}]}))
     if usage is not None:
-        events.append(_event({**base, "choices": [], "usage": usage}))
-    events.append(_event("[DONE]"))
-    return "".join(events)
+        events.append(event({**base, "choices": [], "usage": usage}))
+    events.append(DONE)
+    return b"".join(events).decode()

@@ -14,7 +14,6 @@ The session owns the call from its first chunk to settlement:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -26,6 +25,8 @@ from ..errors import FinOpsError, InternalError, ProviderError, RateLimited
 from ..pricing import PER_TOKENS
 from ..providers.base import StreamChunk
 from .metering import StreamMeter
+from .sse import DONE
+from .sse import event as sse
 
 if TYPE_CHECKING:
     from ..budgets.governor import Ticket
@@ -33,14 +34,6 @@ if TYPE_CHECKING:
 
 logger = Logger(child=True)
 EXTEND_AT = Decimal("0.9")  # extend the reservation when the output reaches 90% of what is reserved
-
-
-def sse(data: dict[str, Any] | str) -> bytes:
-    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-    return f"data: {payload}\n\n".encode()
-
-
-DONE = sse("[DONE]")
 
 
 @dataclass
