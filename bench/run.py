@@ -5,7 +5,8 @@
   copy the table) is measured with botocore events and subtracted to give the gateway's own overhead;
 - cold import time of the gateway handler module next to a bare Powertools handler (fresh interpreters);
 - DynamoDB calls per admitted request, before and after the provider call (botocore events);
-- admission-path overhead (reserve + settle) p50/p99.
+- admission-path overhead (reserve + settle) p50/p99;
+- chargeback export throughput (``bench/export.py``) and the router's per-prompt cost (``bench/router.py``).
 """
 
 from __future__ import annotations
@@ -192,6 +193,9 @@ def main() -> int:
     import export as chargeback_export  # bench/export.py: chargeback export throughput (BENCH_EXPORT_ROWS)
 
     chargeback_export.report()
+    import router as router_bench  # bench/router.py: classifier and Router.route per prompt
+
+    router_bench.report()
     return 0
 
 

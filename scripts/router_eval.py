@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,19 +31,13 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import numpy as np  # noqa: E402
 from finops.routing import data as rdata  # noqa: E402
-from finops.routing import metrics  # noqa: E402
-from finops.routing.model import Classifier, artifact_dir  # noqa: E402
-from finops.routing.router import Router  # noqa: E402
+from finops.routing import latency, metrics  # noqa: E402
+from finops.routing.model import Classifier  # noqa: E402
 from finops.routing.strategies import STRATEGIES, get_strategy  # noqa: E402
 
 ORDER = ("random", "always_weak", "always_strong", "length", "seed_heuristic", "classifier")
 BENCHES = (("mmlu_heldout", "MMLU held-out subjects"), ("gsm8k", "GSM8K"), ("mt_bench", "MT-Bench"))
 BEGIN, END = "<!-- router-eval:begin -->", "<!-- router-eval:end -->"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def load(root: Path, meta: dict) -> tuple[dict[str, list[rdata.Example]], list[rdata.Example]]:
@@ -102,52 +94,6 @@ def evaluate(benches: dict, validation: list, n_boot: int, seed: int, target_sha
     return results, curves
 
 
-def timings(benches: dict, classifier: Classifier) -> dict:
-    prompts = [e.prompt for ex in benches.values() for e in ex]
-    out: dict = {"prompts": len(prompts)}
-    loads = []
-    for _ in range(20):
-        t = time.perf_counter()
-        Classifier.load()
-        loads.append((time.perf_counter() - t) * 1000)
-    out["load_ms_p50"], out["load_ms_max"] = statistics.median(loads), max(loads)
-    code = (f"import time,sys; sys.path.insert(0, {str(ROOT / 'layers/core/python')!r}); t=time.perf_counter(); "
-            "from finops.routing.model import Classifier; c=Classifier.load(); c.score('warm'); "
-            "print((time.perf_counter()-t)*1000)")
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    colds = [float(subprocess.run([sys.executable, "-c", code], capture_output=True,  # noqa: S603 (our own code)
-                                  text=True, check=True, env=env).stdout) for _ in range(5)]
-    out["cold_import_load_ms_p50"] = statistics.median(colds)
-    for p in prompts[:200]:
-        classifier.score(p)  # warm
-    runs = np.zeros((3, len(prompts)))
-    for r in range(3):
-        for i, p in enumerate(prompts):
-            t = time.perf_counter_ns()
-            classifier.score(p)
-            runs[r, i] = (time.perf_counter_ns() - t) / 1000
-    per = runs.ravel().tolist()
-    out["score_us_p50"], out["score_us_p99"], out["score_us_max"] = pct(per, 0.5), pct(per, 0.99), max(per)
-    # each prompt's fastest of its 3 runs: the prompt's own cost, without scheduler / neighbour noise
-    best = runs.min(axis=0).tolist()
-    out["score_us_best_p50"], out["score_us_best_p99"] = pct(best, 0.5), pct(best, 0.99)
-    t = time.perf_counter()
-    for _ in range(50):
-        sum(range(10_000))
-    out["cpu_ref_us"] = (time.perf_counter() - t) / 50 * 1e6  # sum(range(10_000)): compare machines
-    router = Router.default()
-    router.warm()
-    route = []
-    for p in prompts:
-        messages = [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": p}]
-        t = time.perf_counter_ns()
-        router.route(messages, "auto", "pro")
-        route.append((time.perf_counter_ns() - t) / 1000)
-    out["route_us_p50"], out["route_us_p99"] = pct(route, 0.5), pct(route, 0.99)
-    out["artifact_bytes"] = (artifact_dir() / "classifier.npz").stat().st_size
-    return out
-
-
 def fmt_ci(row: dict, key: str, scale: float = 1.0, digits: int = 3, unit: str = "") -> str:
     v = row[key]
     if v != v:  # NaN
@@ -186,8 +132,9 @@ def markdown(results: dict, times: dict, meta: dict, n_boot: int, seed: int, tar
               f"p99 {times['score_us_best_p99']:.0f} us",
               f"- machine reference: `sum(range(10_000))` takes {times['cpu_ref_us']:.0f} us here (timings are noisy "
               "on a shared VM; compare with this number)",
-              f"- `Router.route` (auto, pro tier): p50 {times['route_us_p50']:.0f} us, "
-              f"p99 {times['route_us_p99']:.0f} us",
+              f"- `Router.route` (auto, pro tier; x 3 runs): p50 {times['route_us_p50']:.0f} us, "
+              f"p99 {times['route_us_p99']:.0f} us; each prompt's fastest run: p50 "
+              f"{times['route_us_best_p50']:.0f} us, p99 {times['route_us_best_p99']:.0f} us",
               "", "![cost-quality curves](router_curve.png)", "", END]
     return "\n".join(lines)
 
@@ -242,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     target = float(meta["calibration"]["target_strong_share"])
     benches, validation = load(args.data or rdata.default_root(), meta)
     results, curves = evaluate(benches, validation, args.boot, args.seed, target, classifier)
-    times = timings(benches, classifier)
+    times = latency.measure([e.prompt for examples in benches.values() for e in examples], classifier)
     print({k: round(v, 2) if isinstance(v, float) else v for k, v in times.items()})
     if not args.no_docs:
         args.docs.mkdir(parents=True, exist_ok=True)

@@ -4,11 +4,12 @@ deterministically, stays small and fast to load."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import time
 
+import numpy as np
 import pytest
-from finops.routing.features import DENSE_NAMES, extract, prompt_text
+from finops.routing.features import DENSE_NAMES, extract, prompt_text, terms
 from finops.routing.model import Classifier, artifact_dir
 
 PROMPTS = [
@@ -38,10 +39,8 @@ def test_artifact_hash_matches_metadata() -> None:
         assert not used & set(splits.heldout_subjects)
 
 
-def test_loads_fast_and_predicts_deterministically() -> None:
-    started = time.perf_counter()
+def test_loads_and_predicts_deterministically() -> None:  # how fast: make bench / make router-eval
     a = Classifier.load()
-    assert time.perf_counter() - started < 0.5  # budget 50 ms; generous here for loaded CI machines
     b = Classifier.load()
     for p in PROMPTS:
         sa, sb = a.score(p), b.score(p)
@@ -64,11 +63,12 @@ def test_calibration_grid_is_monotone() -> None:
 
 
 def test_features_are_bounded_and_total() -> None:
-    dense, terms = extract("word " * 200_000)
+    dense, words = extract("word " * 200_000)
     assert len(dense) == len(DENSE_NAMES)
-    assert len(terms) < 1000  # only the head and tail windows are tokenised
+    assert len(words) < 500  # only the head and tail windows are tokenised
     assert extract("")[1] == []
-    assert extract("The 3.5 cats")[1] == [b"the", b"#", b"#", b"cats", b"the #", b"# #", b"# cats"]
+    assert extract("The 3.5 cats")[1] == [b"the", b"#", b"#", b"cats"]
+    assert terms([b"the", b"#", b"#", b"cats"]) == [b"the", b"#", b"#", b"cats", b"the #", b"# #", b"# cats"]
     assert prompt_text([{"role": "system", "content": "sys"}, {"role": "user", "content": "first"},
                         {"role": "assistant", "content": "reply"}, {"role": "user", "content": "last"}]) == "last"
     assert prompt_text([{"role": "user", "content": [{"type": "text", "text": "a"},
@@ -76,3 +76,28 @@ def test_features_are_bounded_and_total() -> None:
                                                      {"type": "text", "text": "b"}]}]) == "a\nb"
     assert prompt_text([{"role": "system", "content": "only"}]) == "only"
     assert prompt_text([]) == ""
+
+
+def test_word_pairs_are_matched_as_the_vocabulary_spells_them() -> None:
+    clf = Classifier.load()
+    with np.load(io.BytesIO((artifact_dir() / "classifier.npz").read_bytes())) as npz:
+        vocab = npz["vocab"].tobytes().split(b"\n")
+    index = {term: i for i, term in enumerate(vocab)}
+    bigrams_seen = 0
+    for prompt in [*PROMPTS, "Which of the following statements is true of the United States?"]:
+        words = extract(prompt)[1]
+        expected = {index[t] for t in terms(words) if t in index}
+        assert clf.term_ids(words) == expected
+        bigrams_seen += sum(1 for i in expected if b" " in vocab[i])
+    assert bigrams_seen >= 3  # the pairs were really looked up, not only the single words
+
+
+def test_latency_measure_reports_every_number() -> None:
+    from finops.routing.latency import measure
+
+    m = measure(PROMPTS, repeats=2, cold_runs=0)  # a measurement for make bench / router-eval: no bounds here
+    assert m["prompts"] == len(PROMPTS)
+    for name in ("score", "route"):
+        assert 0 < m[f"{name}_us_best_p50"] <= m[f"{name}_us_best_p99"] <= m[f"{name}_us_max"]
+        assert m[f"{name}_us_p50"] <= m[f"{name}_us_p99"] <= m[f"{name}_us_max"]
+    assert m["artifact_bytes"] == (artifact_dir() / "classifier.npz").stat().st_size

@@ -5,8 +5,9 @@ length and line count are still read), so the cost is bounded however long the p
 
 - ``dense``: lexical/structural numbers (length, digits, maths symbols, answer-option structure, question
   type...) that carry over to prompts unlike the training ones;
-- ``terms``: lowercase word unigrams and bigrams, digit runs folded to ``#``. The classifier keeps only the
-  terms of a vocabulary learnt from the training subjects.
+- ``words``: the lowercase words of the window, digit runs folded to ``#``. Their unigrams and bigrams
+  (``terms``) are the sparse features; the classifier keeps only the terms of a vocabulary learnt from the
+  training subjects.
 
 Every step is a C-level string method or regex scan (no per-character Python loop): about 60-120 us for a
 1,500-character window on a laptop-class core.
@@ -72,8 +73,8 @@ def prompt_text(messages: Iterable[Mapping[str, Any]] | str) -> str:
 
 
 def extract(text: str) -> tuple[list[float], list[bytes]]:
-    """``(dense, terms)`` for one prompt. Terms: ASCII words and bigrams of the lower-cased window as bytes,
-    digits as ``#`` and every other character a separator (``"3.5 m"`` -> ``# # m``)."""
+    """``(dense, words)`` for one prompt. Words: the ASCII words of the lower-cased window as bytes, digits as
+    ``#`` and every other character a separator (``"3.5 m"`` -> ``# # m``)."""
     n = len(text)
     lines = text.count("\n")
     window = text if n <= HEAD + TAIL else text[:HEAD] + "\n" + text[-TAIL:]
@@ -131,8 +132,12 @@ def extract(text: str) -> tuple[list[float], list[bytes]]:
         1.0 if ("passage" in low or b"refers to the following" in folded[:300]) else 0.0,
         1.0 if window.lstrip()[:12].lower().startswith(_CUES) else 0.0,
     ]
-    bigrams = list(map(b" ".join, pairwise(toks)))  # materialised first: pairwise is lazy over toks
-    toks.extend(bigrams)
     return dense, toks
+
+
+def terms(words: list[bytes]) -> list[bytes]:
+    """The sparse features' terms as the vocabulary spells them: each word, then each pair of neighbouring
+    words joined by a space. (At inference ``Classifier`` matches the pairs without joining them.)"""
+    return words + list(map(b" ".join, pairwise(words)))
 
 

@@ -18,6 +18,7 @@ import importlib.resources
 import json
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +34,8 @@ CLIP = 3.0  # standardised dense features are clipped to +-CLIP: prompts unlike 
 def standardise(x: np.ndarray, mean: np.ndarray, inv_scale: np.ndarray) -> np.ndarray:
     """``(x - mean) / scale``, missing (NaN) -> 0 (the training mean), clipped to +-CLIP. Rows or one vector."""
     z = (x - mean) * inv_scale
-    np.nan_to_num(z, copy=False, nan=0.0)
-    return np.clip(z, -CLIP, CLIP, out=z)
+    np.copyto(z, 0.0, where=z != z)  # NaN -> 0; np.nan_to_num / np.clip cost ~10 us more per prompt
+    return np.minimum(np.maximum(z, -CLIP, out=z), CLIP, out=z)
 
 
 class ArtifactError(RuntimeError):
@@ -73,7 +74,15 @@ class Classifier:
         self.meta = meta
         vocab_blob = arrays["vocab"].tobytes()
         terms = vocab_blob.split(b"\n") if vocab_blob else []
-        self.vocab: dict[bytes, int] = dict(zip(terms, range(len(terms)), strict=True))
+        # Unigrams by word, bigrams by (word, word): a prompt's pairs are matched as the tuples pairwise()
+        # yields, without joining each pair into a new bytes object (a third of a long prompt's scoring time).
+        # Built with C-level maps (a Python loop over the 20,000 terms would add ~7 ms to every load); each dict
+        # also holds the other kind's keys, which a word (no space) or a pair (a 2-tuple) can never equal.
+        split = list(map(bytes.split, terms))
+        if split and (min(map(len, split)) < 1 or max(map(len, split)) > 2):
+            raise ArtifactError("a vocabulary term is neither one word nor two")
+        self._unigrams: dict[bytes, int] = dict(zip(terms, range(len(terms)), strict=True))
+        self._bigrams: dict[tuple[bytes, ...], int] = dict(zip(map(tuple, split), range(len(terms)), strict=True))
         self._mean = arrays["dense_mean"].astype(np.float64)
         self._inv_scale = 1.0 / arrays["dense_scale"].astype(np.float64)
         self._w_dense = arrays["coef_dense"].astype(np.float64).T.copy()  # (n_dense, classes), standardised inputs
@@ -89,13 +98,19 @@ class Classifier:
     # --- inference -------------------------------------------------------------------------------------
 
     def logits(self, text: str) -> np.ndarray:
-        dense, terms = extract(text)
+        dense, words = extract(text)
         z = self._bias + standardise(np.asarray(dense), self._mean, self._inv_scale) @ self._w_dense
-        ids = set(map(self.vocab.get, terms))
-        ids.discard(None)
+        ids = self.term_ids(words)
         if ids:
             z = z + self._w_terms.take(list(ids), axis=0).sum(axis=0) / math.sqrt(len(ids))
         return z
+
+    def term_ids(self, words: list[bytes]) -> set[int]:
+        """The vocabulary ids of ``features.terms(words)``: the words, and the neighbouring pairs."""
+        ids = set(map(self._unigrams.get, words))
+        ids.update(map(self._bigrams.get, pairwise(words)))
+        ids.discard(None)
+        return ids  # type: ignore[return-value]  # None was discarded
 
     def gain(self, text: str) -> float:
         """P(only the strong model is right) - P(only the weak one is right), in [-1, 1]."""

@@ -27,6 +27,7 @@ import numpy as np
 from . import data as rdata
 from . import metrics
 from .features import DENSE_NAMES, HEAD, OPTIONS_WINDOW, TAIL, extract
+from .features import terms as term_list
 from .model import ARTIFACT, FORMAT, Classifier, standardise
 
 # Outcome classes: 2 * weak_correct + strong_correct
@@ -60,12 +61,12 @@ class Featurized:
 
     @classmethod
     def of(cls, examples: Sequence[rdata.Example]) -> Featurized:
-        dense, terms = [], []
+        dense, term_lists = [], []
         for e in examples:
-            d, t = extract(e.prompt)
+            d, words = extract(e.prompt)
             dense.append(d)
-            terms.append(t)
-        return cls(np.asarray(dense, dtype=np.float64).reshape(len(examples), len(DENSE_NAMES)), terms,
+            term_lists.append(term_list(words))
+        return cls(np.asarray(dense, dtype=np.float64).reshape(len(examples), len(DENSE_NAMES)), term_lists,
                    np.log1p(np.array([len(e.prompt) for e in examples], dtype=np.float64)),
                    np.array([e.weak for e in examples]), np.array([e.strong for e in examples]),
                    np.array([e.group for e in examples]), [e.prompt for e in examples])
