@@ -140,24 +140,34 @@ def test_worst_case_caps_max_tokens_at_the_model_limit(catalog: PriceCatalog) ->
     assert price.worst_case_cost(10, 100) == (10 * Decimal("0.50") + 100 * Decimal("1.50")) / M
 
 
-@settings(deadline=None, max_examples=100)
+@settings(deadline=None, max_examples=200)
 @given(
-    model=st.sampled_from(sorted(REQUIRED)),
+    model=st.sampled_from(sorted(p.model for p in load_catalog().models)),
     prompt=st.integers(0, 200_000),
     cached=st.integers(0, 200_000),
+    written=st.integers(0, 200_000),
     completion=st.integers(0, 200_000),
     max_tokens=st.one_of(st.none(), st.integers(1, 200_000)),
 )
-def test_worst_case_bounds_every_allowed_outcome(model: str, prompt: int, cached: int, completion: int,
-                                                 max_tokens: int | None) -> None:
+def test_worst_case_bounds_every_allowed_outcome(model: str, prompt: int, cached: int, written: int,
+                                                 completion: int, max_tokens: int | None) -> None:
     price = load_catalog().get(model)
     limit = price.max_output_tokens if max_tokens is None else min(max_tokens, price.max_output_tokens)
     completion = min(completion, limit)
-    actual = price.cost(Usage(prompt_tokens=prompt, cached_tokens=cached, completion_tokens=completion))
+    actual = price.cost(Usage(prompt_tokens=prompt, cached_tokens=cached, cache_write_tokens=written,
+                              completion_tokens=completion))
     bound = price.worst_case_cost(prompt, max_tokens)
     assert Decimal(0) <= actual <= bound
-    if cached == 0 and completion == limit:
+    writes_cost_more = price.cache_write_input is not None and price.cache_write_input > price.input
+    if cached == 0 and completion == limit and (written >= prompt if writes_cost_more else written == 0):
         assert actual == bound
+
+
+def test_worst_case_covers_a_prompt_written_to_the_cache() -> None:
+    price = next(p for p in load_catalog().models if p.cache_write_input and p.cache_write_input > p.input)
+    everything_written = price.cost(Usage(prompt_tokens=10_000, cache_write_tokens=10_000, completion_tokens=100))
+    assert price.worst_case_cost(10_000, 100) == everything_written
+    assert everything_written > price.cost(Usage(prompt_tokens=10_000, completion_tokens=100))
 
 
 def test_usage_total_and_validation() -> None:

@@ -82,9 +82,11 @@ class ModelPrice(BaseModel, frozen=True):
         ) / PER_TOKENS
 
     def worst_case_cost(self, prompt_tokens: int, max_tokens: int | None) -> Decimal:
-        """Upper bound on a call's cost: the whole prompt uncached, and every output token allowed."""
+        """Upper bound on a call's cost: the whole prompt at its dearest rate (uncached, or written to the prompt
+        cache where that costs more, as Anthropic's 1.25x), and every output token allowed."""
         limit = self.max_output_tokens if max_tokens is None else min(max_tokens, self.max_output_tokens)
-        return (prompt_tokens * self.input + limit * self.output) / PER_TOKENS
+        prompt_rate = self.input if self.cache_write_input is None else max(self.input, self.cache_write_input)
+        return (prompt_tokens * prompt_rate + limit * self.output) / PER_TOKENS
 
 
 class PriceCatalog(BaseModel, frozen=True):
