@@ -224,8 +224,8 @@ class ChatGateway:
         if usage is None:
             usage, source = self._count_usage(done.prompt_tokens, price, completion.body), "estimated"
         cost = price.cost(usage)
-        entry = self._entry(call, done, usage=usage, cost=cost, status="ok", http_status=200, usage_source=source)
-        out_headers = {**call.headers, **self._settle([done.ticket], entry, succeeded=True)}
+        entry = self.ledger_entry(call, done, usage=usage, cost=cost, status="ok", http_status=200, usage_source=source)
+        out_headers = {**call.headers, **self.settle([done.ticket], entry, succeeded=True)}
         out_headers[h.COST] = format_usd(cost)
         body = completion.body
         if request.stream:
@@ -271,7 +271,7 @@ class ChatGateway:
                 ticket = self.governor.admit(
                     request_id, call.key, call.tags, price.model, worst,
                     prompt_hash(price.model, call.messages) if attempt.number == 0 else None,
-                    reservation=self._reservation(call, price, started), retry=attempt.number > 0)
+                    reservation=self.reservation_payload(call, price, started), retry=attempt.number > 0)
             except RateLimited:
                 if last is None:
                     raise
@@ -284,9 +284,9 @@ class ChatGateway:
                     "The gateway failed to call the provider.")
                 if error is not exc:
                     logger.exception("provider call crashed")
-                entry = self._entry(call, done, usage=Usage(), cost=Decimal(0), status=error.code,
+                entry = self.ledger_entry(call, done, usage=Usage(), cost=Decimal(0), status=error.code,
                                     http_status=error.status, error_code=error.code)
-                settled = self._settle([ticket], entry, succeeded=False)
+                settled = self.settle([ticket], entry, succeeded=False)
                 # A fallback whose provider rejects our key (not configured yet) is skipped like a busy one.
                 if isinstance(error, ProviderError) and (
                         error.retryable or (attempt.fallback and isinstance(error, ProviderAuthError))):
@@ -315,16 +315,17 @@ class ChatGateway:
         error.headers[h.COST] = "0"
         error.headers.update(settled)
 
+    # --- bookkeeping, also used by the stream session (gateway/streaming.py) ----------------------------
+
     @staticmethod
-    def _reservation(call: Call, price: ModelPrice, started: datetime) -> dict[str, Any]:
+    def reservation_payload(call: Call, price: ModelPrice, started: datetime) -> dict[str, Any]:
+        """What a reservation records, so the reconciler can book a call whose function died."""
         tags, key = call.tags, call.key
         return {"project_id": tags.project_id, "user_id": tags.user_id, "environment": tags.environment,
                 "department_id": tags.department_id, "model": price.model, "provider": price.provider,
                 "key_id": key.key_id, "tier": key.tier, "ts": started.isoformat()}
 
-    # --- helpers --------------------------------------------------------------------------------------
-
-    def _settle(self, tickets: list[Ticket], entry: LedgerEntry, succeeded: bool) -> dict[str, str]:
+    def settle(self, tickets: list[Ticket], entry: LedgerEntry, succeeded: bool) -> dict[str, str]:
         """Refund the reservation(s) and write the ledger row in one write; never loses the row."""
         try:
             return self.governor.settle_all(tickets, entry.cost_usd, succeeded, self.ledger.item(entry))
@@ -333,20 +334,9 @@ class ChatGateway:
             self.ledger.spill(entry, exc)
             return {}
 
-    @staticmethod
-    def _count_usage(prompt_tokens: int, price: ModelPrice, body: dict[str, Any]) -> Usage:
-        """The provider sent no usage: the prompt as counted before the call, the answer counted now."""
-        text = "".join(str((c.get("message") or {}).get("content") or "") for c in body.get("choices", []))
-        return Usage(prompt_tokens=prompt_tokens, completion_tokens=tokens.count_text(text, price.encoding))
-
-    def _counterfactual(self, route: RouteDecision, price: ModelPrice, usage: Usage, cost: Decimal) -> Decimal:
-        """What the same usage would have cost on the model the call would have used without the router."""
-        if route.counterfactual_model == price.model or route.counterfactual_model not in self.catalog:
-            return cost
-        return self.catalog.get(route.counterfactual_model).cost(usage)
-
-    def _entry(self, call: Call, done: Done, *, usage: Usage, cost: Decimal, status: str, http_status: int,
-               error_code: str | None = None, usage_source: str = "provider") -> LedgerEntry:
+    def ledger_entry(self, call: Call, done: Done, *, usage: Usage, cost: Decimal, status: str, http_status: int,
+                     error_code: str | None = None, usage_source: str = "provider") -> LedgerEntry:
+        """The ledger row of one attempt (``done``) of ``call``."""
         price, route, tags, key, ticket = done.attempt.price, call.route, call.tags, call.key, done.ticket
         routed = route.routed or route.downgraded
         return LedgerEntry(
@@ -381,3 +371,17 @@ class ChatGateway:
             attempt=done.attempt.number,
             parent_request_id=call.request_id,
         )
+
+    # --- helpers --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _count_usage(prompt_tokens: int, price: ModelPrice, body: dict[str, Any]) -> Usage:
+        """The provider sent no usage: the prompt as counted before the call, the answer counted now."""
+        text = "".join(str((c.get("message") or {}).get("content") or "") for c in body.get("choices", []))
+        return Usage(prompt_tokens=prompt_tokens, completion_tokens=tokens.count_text(text, price.encoding))
+
+    def _counterfactual(self, route: RouteDecision, price: ModelPrice, usage: Usage, cost: Decimal) -> Decimal:
+        """What the same usage would have cost on the model the call would have used without the router."""
+        if route.counterfactual_model == price.model or route.counterfactual_model not in self.catalog:
+            return cost
+        return self.catalog.get(route.counterfactual_model).cost(usage)

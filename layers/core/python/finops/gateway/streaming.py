@@ -118,7 +118,7 @@ class StreamSession:
         try:
             ticket = self.gateway.governor.admit(
                 request_id, self.call.key, self.call.tags, price.model, cost, None,
-                reservation=self.gateway._reservation(self.call, price, self.done.started), budgets_only=True)
+                reservation=self.gateway.reservation_payload(self.call, price, self.done.started), budgets_only=True)
         except RateLimited:
             if self.gateway.settings.stream.on_budget_exhausted == "allow":
                 self.extendable = False  # finish; settlement charges the overrun
@@ -134,10 +134,10 @@ class StreamSession:
         usage, source = self.meter.usage(finished)
         price = self.done.attempt.price
         cost = price.cost(usage)
-        entry = self.gateway._entry(self.call, self.done, usage=usage, cost=cost, status=self.status,
+        entry = self.gateway.ledger_entry(self.call, self.done, usage=usage, cost=cost, status=self.status,
                                     http_status=200, error_code=self.error_code, usage_source=source)
         try:
-            self.gateway._settle(self.tickets, entry, succeeded=True)
+            self.gateway.settle(self.tickets, entry, succeeded=True)
         except Exception:  # never let settlement mask the stream's end; the row is in the log
             logger.exception("stream settlement failed")
             self.gateway.ledger.spill(entry, RuntimeError("stream settlement failed"))

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
@@ -69,7 +69,7 @@ def to_proxy_event(request: Request, body: bytes, stage: str = "local") -> dict[
 def to_response(result: dict[str, Any] | StreamedHttpResponse) -> Response:
     if isinstance(result, StreamedHttpResponse):
         # API Gateway's STREAM transfer mode: headers first, then each chunk as the function writes it.
-        streamed = Response(_closing(result.body), status=result.status, direct_passthrough=True)
+        streamed = Response(result.body, status=result.status, direct_passthrough=True)
         streamed.headers.clear()
         for key, value in result.headers.items():
             streamed.headers[key] = str(value)
@@ -85,17 +85,6 @@ def to_response(result: dict[str, Any] | StreamedHttpResponse) -> Response:
         if key not in response.headers:
             response.headers[key] = str(value)
     return response
-
-
-def _closing(body: Any) -> Iterator[bytes]:
-    """The body as a generator whose close() (werkzeug calls it when the client goes away) closes ``body``."""
-    chunks = iter(body)
-    try:
-        yield from chunks
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
 
 
 def _gateway_error(status: int, message: str) -> Response:

@@ -87,13 +87,9 @@ def invoke_streaming(function: str, event: dict[str, Any]) -> StreamedHttpRespon
         raise
 
     def body() -> Iterator[bytes]:
-        chunks = iter(response.body)
         try:
-            yield from chunks
+            yield from response.body  # closing this generator closes the body it delegates to (PEP 380)
         finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
             lock.release()
 
     return StreamedHttpResponse(response.status, response.headers, body())
