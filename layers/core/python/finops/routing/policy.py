@@ -34,6 +34,9 @@ class TierRouting(_Strict):
     target_pgr: float | None = Field(default=None, ge=0, le=1)
     # A concrete model the tier may not use: serve the tier's best model instead, or let the caller refuse.
     on_forbidden: Literal["downgrade", "refuse"] = "downgrade"
+    # "adaptive": hold strong_share / medium_share on the tier's recent auto calls (``share_control``) once
+    # enough were seen; "static": the validation cut-offs only. A quality target (target_pgr) is always static.
+    share_control: Literal["adaptive", "static"] = "adaptive"
 
     @model_validator(mode="after")
     def _some_model(self) -> TierRouting:
@@ -61,6 +64,9 @@ class RoutingPolicy(_Strict):
     reference_model: str = "gpt-4o"  # the counterfactual for auto calls of a tier without a strong model
     auto_models: tuple[str, ...] = ("auto",)
     default_tier: str = "free"  # the routing of a tier this file does not list
+    # adaptive share control: how many recent auto calls per tier are kept, and how many before they count
+    adaptive_window: int = Field(default=2000, ge=1)
+    adaptive_min_samples: int = Field(default=200, ge=1)
     tiers: dict[str, TierRouting]
 
     @model_validator(mode="after")

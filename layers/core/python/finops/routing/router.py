@@ -1,7 +1,9 @@
 """``Router.route``: which concrete model serves a chat call, and why. Free of AWS and HTTP.
 
 - ``model: "auto"``: the strategy scores the prompt (last user message); the tier's cut-offs pick the class
-  (strong / medium / cheap) and the tier's ladder the model. A tier with one class skips scoring.
+  (strong / medium / cheap) and the tier's ladder the model. A tier with one class skips scoring. The
+  cut-offs are the validation-calibrated ones until the tier has seen enough auto calls, then (share control
+  ``adaptive``, the default) the quantiles of its recent scores that hold its target shares.
 - a concrete model: honoured if the tier may use it; otherwise downgraded to the tier's best model
   (``downgraded``) or, when the tier says ``refuse`` (or routing is off), returned as asked with
   ``forbidden`` set so the caller answers 403.
@@ -24,6 +26,7 @@ from ..budgets.policy import BudgetPolicy, load_policy
 from ..pricing import PriceCatalog, load_catalog
 from .features import prompt_text
 from .policy import RoutingPolicy, TierRouting, load_routing_policy
+from .share_control import RecentScores
 from .strategies import STRATEGIES, Cutoffs, Strategy, get_strategy
 
 ROUTE_HEADER = "X-FinOps-Route"
@@ -76,6 +79,7 @@ class Router:
         self.canonical = canonical or (lambda m: m)
         self._strategies: dict[str, Strategy] = dict(strategies or {})
         self._cutoffs: dict[tuple[str, str], Cutoffs] = {}
+        self._recent: dict[tuple[str, str], RecentScores] = {}  # (strategy, tier) -> scores of recent auto calls
         self._auto = frozenset(m.strip().lower() for m in self.policy.auto_models)
         if self.policy.default_strategy not in STRATEGIES and self.policy.default_strategy not in self._strategies:
             raise ValueError(f"unknown default strategy {self.policy.default_strategy!r}")
@@ -108,6 +112,24 @@ class Router:
         if key not in self._cutoffs:
             self._cutoffs[key] = strategy.cutoffs(tier.strong_share, tier.medium_share, tier.target_pgr)
         return self._cutoffs[key]
+
+    def adaptive_cutoffs(self, strategy: Strategy, tier_name: str, tier: TierRouting) -> Cutoffs | None:
+        """Cut-offs holding the tier's target shares on its recent auto calls, or None while the tier's share
+        control is static or has seen fewer than ``adaptive_min_samples`` calls."""
+        if tier.share_control != "adaptive" or tier.target_pgr is not None or strategy.constant:
+            return None
+        recent = self._recent.get((strategy.name, tier_name))
+        if recent is None or len(recent) < self.policy.adaptive_min_samples:
+            return None
+        strong = recent.cut_for_share(tier.strong_share)
+        medium = recent.cut_for_share(tier.strong_share + tier.medium_share) if tier.medium_share > 0 else strong
+        return Cutoffs(strong=strong, medium=medium)
+
+    def observe(self, strategy: Strategy, tier_name: str, score: float) -> None:
+        key = (strategy.name, tier_name)
+        if key not in self._recent:
+            self._recent[key] = RecentScores(self.policy.adaptive_window)
+        self._recent[key].add(score)
 
     def warm(self) -> None:
         """Load the default strategy (the classifier artifact) now, e.g. at Lambda init."""
@@ -146,12 +168,16 @@ class Router:
                                      routed=True)
             strategy = self.strategy(strategy_name)
             score = strategy.score(prompt_text(messages))
-            cut = self.cutoffs(strategy, tier_name, tier)
+            adaptive = self.adaptive_cutoffs(strategy, tier_name, tier)
+            cut = adaptive or self.cutoffs(strategy, tier_name, tier)
+            if tier.share_control == "adaptive":
+                self.observe(strategy, tier_name, score)  # after deciding: this call is judged on the ones before
             wanted = "strong" if score >= cut.strong else "medium" if score >= cut.medium else "cheap"
             cls = self._nearest_class(tier, wanted)
             return RouteDecision(tier.model_of(cls), requested_model, strategy.name, score, cls,  # type: ignore[arg-type]
                                  f"{strategy.name} score {score:.3f} -> {wanted}"
-                                 + (f" (served by {cls})" if cls != wanted else "") + note,
+                                 + (f" (served by {cls})" if cls != wanted else "")
+                                 + (f" (cut-off {cut.strong:.3f} from recent calls)" if adaptive else "") + note,
                                  counterfactual, routed=True)
 
         model = self.canonical(requested_model)
