@@ -12,7 +12,6 @@ def test_defaults() -> None:
     assert s.environments == ("production", "staging", "development", "test")
     assert s.environments == DEFAULT_ENVIRONMENTS
     assert s.max_body_bytes == 1024 * 1024
-    assert s.unallocated == "unallocated"
     assert s.project_departments == {}
     assert set(s.providers) == {"openai", "groq", "anthropic", "bedrock"}
     assert s.providers["bedrock"].secret_name is None  # IAM, no API key

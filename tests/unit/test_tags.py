@@ -5,7 +5,7 @@ import string
 import pytest
 from finops.errors import MissingCostTags
 from finops.settings import Settings
-from finops.tags import TAG_HEADERS, is_valid_tag, resolve_tags
+from finops.tags import TAG_HEADERS, UNALLOCATED, is_valid_tag, resolve_tags
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -157,10 +157,12 @@ def test_department_comes_from_the_project_map() -> None:
     assert resolve_tags(headers(project="unknown-project"), s).department_id == "unallocated"
 
 
-def test_custom_unallocated_label() -> None:
-    tags = resolve_tags({}, settings(enforcement_mode="observe", unallocated="no-owner"))
-    assert tags.project_id == "no-owner"
-    assert tags.department_id == "no-owner"
+def test_the_unallocated_label_is_the_one_the_chargeback_queries_select() -> None:
+    from finops.chargeback.sql import load
+
+    tags = resolve_tags({}, settings(enforcement_mode="observe"))
+    assert tags.project_id == tags.department_id == UNALLOCATED
+    assert f"department_id = '{UNALLOCATED}'" in load("unallocated_spend").sql
 
 
 @hypothesis_settings(deadline=None, max_examples=100)
@@ -178,3 +180,19 @@ def test_refusal_does_not_depend_on_the_value(value: str) -> None:
     with pytest.raises(MissingCostTags) as info:
         resolve_tags(headers(project=value), settings())
     assert info.value.envelope() == reference.value.envelope()
+
+
+def test_key_bindings_skip_only_the_tags_that_were_booked_to_unallocated() -> None:
+    from finops.errors import FinOpsError
+    from finops.keys.service import KeyRecord
+
+    key = KeyRecord(key_id="k", name="n", tier="pro", projects=("checkout-web",), environments=("production",),
+                    user_id="alice", created_at="2026-01-01T00:00:00Z")
+    observe = settings(enforcement_mode="observe")
+    key.check_bindings(resolve_tags({}, observe))  # all three missing: booked to unallocated, nothing to check
+    key.check_bindings(resolve_tags(GOOD, observe))
+    sent = resolve_tags(headers(project=UNALLOCATED), observe)  # the label sent as a value is a project
+    assert sent.unallocated == ()
+    with pytest.raises(FinOpsError) as info:
+        key.check_bindings(sent)
+    assert info.value.status == 403 and info.value.param == "X-Project-ID"

@@ -63,7 +63,9 @@ def test_tags_outside_the_key_bindings_are_403(bstack: BudgetStack) -> None:
     key = bstack.create_key("pro", projects=["checkout-web"], environments=["production"], user_id="alice")
     assert bstack.chat(gw, key).status == 200
     for tags, param in (({"project": "search"}, "X-Project-ID"), ({"environment": "staging"}, "X-Environment"),
-                        ({"user": "bob"}, "X-User-ID")):
+                        ({"user": "bob"}, "X-User-ID"),
+                        # the unallocated label sent as a value is a project like any other, not a way out
+                        ({"project": "unallocated"}, "X-Project-ID"), ({"user": "unallocated"}, "X-User-ID")):
         reply = bstack.chat(gw, key, tags=tags)
         assert reply.status == 403 and reply.code == "key_binding_violation"
         assert reply.error["param"] == param

@@ -83,7 +83,6 @@ class Settings(BaseSettings):
 
     enforcement_mode: Literal["enforce", "observe"] = "enforce"
     environments: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ENVIRONMENTS
-    unallocated: str = "unallocated"
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
 
     # "keys": every call needs Authorization: Bearer <virtual key>. "none": calls are booked to an

@@ -19,6 +19,9 @@ PROJECT_HEADER = "X-Project-ID"
 USER_HEADER = "X-User-ID"
 ENVIRONMENT_HEADER = "X-Environment"
 TAG_HEADERS = (PROJECT_HEADER, USER_HEADER, ENVIRONMENT_HEADER)
+# The label untagged or unmapped spend is booked to. Fixed, not configurable: the chargeback query
+# ``unallocated_spend.sql`` and the reports select on this very value.
+UNALLOCATED = "unallocated"
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ def _problem(name: str, value: str | None, settings: Settings) -> str | None:
 def resolve_tags(headers: Mapping[str, str], settings: Settings) -> CostTags:
     """Validate the three tags; raise :class:`MissingCostTags` naming every bad header at once.
 
-    In ``observe`` mode bad tags are booked to ``settings.unallocated`` instead of being refused.
+    In ``observe`` mode bad tags are booked to ``UNALLOCATED`` instead of being refused.
     """
     values = {name: header(headers, name) for name in TAG_HEADERS}
     problems = {name: p for name in TAG_HEADERS if (p := _problem(name, values[name], settings))}
@@ -67,14 +70,14 @@ def resolve_tags(headers: Mapping[str, str], settings: Settings) -> CostTags:
             param=", ".join(problems),
             details={"invalid_headers": list(problems)},
         )
-    clean = {name: (settings.unallocated if name in problems else values[name]) for name in TAG_HEADERS}
+    clean = {name: (UNALLOCATED if name in problems else values[name]) for name in TAG_HEADERS}
     project = clean[PROJECT_HEADER]
     assert project is not None
-    department = settings.project_departments.get(project, settings.unallocated)
+    department = settings.project_departments.get(project, UNALLOCATED)
     return CostTags(
         project_id=project,
-        user_id=clean[USER_HEADER] or settings.unallocated,
-        environment=clean[ENVIRONMENT_HEADER] or settings.unallocated,
+        user_id=clean[USER_HEADER] or UNALLOCATED,
+        environment=clean[ENVIRONMENT_HEADER] or UNALLOCATED,
         department_id=department,
         unallocated=tuple(problems),
     )

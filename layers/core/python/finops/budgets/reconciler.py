@@ -19,6 +19,7 @@ from aws_lambda_powertools import Logger
 
 from ..ledger.entry import LedgerEntry
 from ..ledger.repository import LedgerRepository
+from ..tags import UNALLOCATED
 from .store import BucketStore
 
 logger = Logger(child=True)
@@ -35,9 +36,9 @@ def _entry(request_id: str, payload: dict[str, Any], policy: str, price_version:
     booked = policy == "book"
     ts = datetime.fromisoformat(payload["ts"]) if payload.get("ts") else datetime.now(UTC)
     return LedgerEntry(
-        request_id=request_id, ts=ts, project_id=payload.get("project_id", "unallocated"),
-        user_id=payload.get("user_id", "unallocated"), environment=payload.get("environment", "unallocated"),
-        department_id=payload.get("department_id", "unallocated"), requested_model=payload.get("model", "unknown"),
+        request_id=request_id, ts=ts, project_id=payload.get("project_id", UNALLOCATED),
+        user_id=payload.get("user_id", UNALLOCATED), environment=payload.get("environment", UNALLOCATED),
+        department_id=payload.get("department_id", UNALLOCATED), requested_model=payload.get("model", "unknown"),
         model=payload.get("model", "unknown"), provider=payload.get("provider", "unknown"),
         usage_source="reservation", cost_usd=Decimal(payload.get("worst_usd", "0")) if booked else Decimal(0),
         reserved_usd=Decimal(payload.get("worst_usd", "0")), price_version=price_version,

@@ -37,7 +37,7 @@ from ..providers.base import ChatProvider, Completion, StreamChunk
 from ..providers.registry import PROVIDERS
 from ..routing import ROUTE_HEADER, RouteDecision, Router
 from ..settings import Settings
-from ..tags import CostTags, header, resolve_tags
+from ..tags import UNALLOCATED, CostTags, header, resolve_tags
 from . import headers as h
 from .fallback import Attempt, AttemptPlan, chain_for
 from .sse import completion_to_sse
@@ -188,7 +188,7 @@ class ChatGateway:
                  request_id: str) -> Call:
         key = self.authenticate(request_headers)
         tags = resolve_tags(request_headers, self.settings)
-        key.check_bindings(tags, self.settings.unallocated)
+        key.check_bindings(tags)
         messages = [m.model_dump(exclude_none=True) for m in request.messages]
         route = self.route(messages, request.model, key.tier, request_headers)
         price = self.resolve(route.model)
@@ -198,7 +198,7 @@ class ChatGateway:
             out_headers[h.ROUTE] = f"{route.strategy or 'tier'}; {route.reason}"[:200]
         if tags.unallocated:
             out_headers[h.WARNING] = (
-                f"untagged request booked to '{self.settings.unallocated}' "
+                f"untagged request booked to '{UNALLOCATED}' "
                 f"(missing or invalid: {', '.join(tags.unallocated)})"
             )
         fallback_off = (header(request_headers, h.FALLBACK) or "").strip().lower() in ("off", "false", "0", "none")

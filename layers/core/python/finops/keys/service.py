@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import Forbidden, InvalidRequest, NotFound, Unauthorized
 from ..ledger.entry import utc_iso
-from ..tags import CostTags, is_valid_tag
+from ..tags import ENVIRONMENT_HEADER, PROJECT_HEADER, USER_HEADER, CostTags, is_valid_tag
 from .model import ApiKey, bind
 
 KEY_PREFIX = "sk-fin-"
@@ -41,16 +41,18 @@ class KeyRecord(BaseModel, frozen=True):
     revoked_at: str | None = None
     replaced_by: str | None = None
 
-    def check_bindings(self, tags: CostTags, unallocated: str) -> None:
-        """403 if the tags fall outside what this key may spend on (unallocated tags are not checked)."""
+    def check_bindings(self, tags: CostTags) -> None:
+        """403 if the tags fall outside what this key may spend on. Only tags that were missing or invalid (and
+        booked to unallocated in observe mode) are not checked; the label sent as a value is checked like any."""
         problems = []
-        if tags.project_id != unallocated and ANY not in self.projects and tags.project_id not in self.projects:
-            problems.append("X-Project-ID")
-        if (tags.environment != unallocated and ANY not in self.environments
+        if (PROJECT_HEADER not in tags.unallocated and ANY not in self.projects
+                and tags.project_id not in self.projects):
+            problems.append(PROJECT_HEADER)
+        if (ENVIRONMENT_HEADER not in tags.unallocated and ANY not in self.environments
                 and tags.environment not in self.environments):
-            problems.append("X-Environment")
-        if self.user_id is not None and tags.user_id not in (self.user_id, unallocated):
-            problems.append("X-User-ID")
+            problems.append(ENVIRONMENT_HEADER)
+        if USER_HEADER not in tags.unallocated and self.user_id is not None and tags.user_id != self.user_id:
+            problems.append(USER_HEADER)
         if problems:
             raise Forbidden(
                 f"This API key is not allowed to spend on these tags: {', '.join(problems)}.",

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
 
+from ..tags import UNALLOCATED
 from .hunter import ZoneScore
 
 Market = Literal["spot", "on-demand"]
@@ -35,7 +36,7 @@ class ProjectTags(BaseModel, frozen=True):
     project_id: str = Field(min_length=1, max_length=128)
     user_id: str = Field(min_length=1, max_length=128)
     environment: str = Field(min_length=1, max_length=64)
-    department_id: str = Field(default="unallocated", min_length=1, max_length=128)
+    department_id: str = Field(default=UNALLOCATED, min_length=1, max_length=128)
 
 
 class JobSpec(BaseModel, frozen=True):
