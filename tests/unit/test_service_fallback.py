@@ -212,3 +212,22 @@ def test_chain_skips_unknown_and_duplicate_models() -> None:
     chain = chain_for(first, {"gpt-4o": ("nope", "gpt-4o", "gpt-4o-mini", "gpt-4o-mini")},
                       lambda m: CATALOG.get(m) if m in CATALOG else None)
     assert [p.model for p in chain] == ["gpt-4o", "gpt-4o-mini"]
+
+
+def test_the_prompt_is_counted_once_per_encoding_not_per_attempt(monkeypatch: pytest.MonkeyPatch) -> None:
+    counted: list[str] = []
+    real = tokens.count_chat_tokens
+
+    def counting(messages: Any, encoding: str) -> int:
+        counted.append(encoding)
+        return real(messages, encoding)
+
+    monkeypatch.setattr(tokens, "count_chat_tokens", counting)
+    gw, fake, _, _ = gateway(
+        {"gpt-4o": [ProviderRateLimited("openai", "slow down"), ProviderRateLimited("openai", "slow down")],
+         "llama-3.3-70b-versatile": [completion(usage=USAGE)]},
+        fallbacks={"gpt-4o": ("llama-3.3-70b-versatile",)})
+    gw.chat(request(max_tokens=50), TAGS, "rid")
+    assert len(fake.calls) == 3
+    encodings = [CATALOG.get("gpt-4o").encoding, CATALOG.get("llama-3.3-70b-versatile").encoding]
+    assert sorted(counted) == sorted(set(encodings))

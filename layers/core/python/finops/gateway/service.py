@@ -259,12 +259,15 @@ class ChatGateway:
         and book every failed attempt (cost 0, reservation released). Raises the last error if none answers."""
         plan = AttemptPlan(call.chain, self.settings.retry)
         last: ProviderError | None = None
+        prompt_counts: dict[str, int] = {}  # encoding -> the prompt's tokens: counted once, not per retry
         for attempt in plan:
             if attempt.delay_s:
                 self.sleep(attempt.delay_s)
             price = attempt.price
             request_id = call.request_id if attempt.number == 0 else f"{call.request_id}.{attempt.number}"
-            prompt_tokens = tokens.count_chat_tokens(call.messages, price.encoding)
+            if price.encoding not in prompt_counts:
+                prompt_counts[price.encoding] = tokens.count_chat_tokens(call.messages, price.encoding)
+            prompt_tokens = prompt_counts[price.encoding]
             worst = price.worst_case_cost(prompt_tokens, output_limit) * call.request.n
             started = self.now()
             try:
@@ -285,7 +288,7 @@ class ChatGateway:
                 if error is not exc:
                     logger.exception("provider call crashed")
                 entry = self.ledger_entry(call, done, usage=Usage(), cost=Decimal(0), status=error.code,
-                                    http_status=error.status, error_code=error.code)
+                                          http_status=error.status, error_code=error.code)
                 settled = self.settle([ticket], entry, succeeded=False)
                 # A fallback whose provider rejects our key (not configured yet) is skipped like a busy one.
                 if isinstance(error, ProviderError) and (

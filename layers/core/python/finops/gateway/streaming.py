@@ -135,7 +135,7 @@ class StreamSession:
         price = self.done.attempt.price
         cost = price.cost(usage)
         entry = self.gateway.ledger_entry(self.call, self.done, usage=usage, cost=cost, status=self.status,
-                                    http_status=200, error_code=self.error_code, usage_source=source)
+                                          http_status=200, error_code=self.error_code, usage_source=source)
         try:
             self.gateway.settle(self.tickets, entry, succeeded=True)
         except Exception:  # never let settlement mask the stream's end; the row is in the log
