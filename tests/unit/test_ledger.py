@@ -138,7 +138,8 @@ def test_append_is_idempotent_on_request_id(repo: LedgerRepository) -> None:
 
 def test_row_round_trips_through_dynamodb(repo: LedgerRepository) -> None:
     original = entry(cost_usd=Decimal("0.000000123456789"), unallocated_tags=("X-User-ID",),
-                     usage_source="estimated", stream=True, error_code=None, cached_input_tokens=3)
+                     usage_source="estimated", stream=True, error_code=None, cached_input_tokens=3,
+                     cache_write_input_tokens=4)
     repo.append(original)
     back = repo.get("req-1")
     assert back == original
@@ -148,6 +149,7 @@ def test_row_round_trips_through_dynamodb(repo: LedgerRepository) -> None:
     assert raw["ts"] == {"S": "2026-11-29T14:30:00.123456Z"}
     assert raw["day"] == {"S": "2026-11-29"}
     assert raw["day_shard"] == {"S": original.day_shard(8)}
+    assert raw["cache_write_input_tokens"] == {"N": "4"}
 
 
 def test_get_missing_returns_none(repo: LedgerRepository) -> None:

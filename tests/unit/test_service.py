@@ -109,6 +109,14 @@ def request(**kw: Any) -> ChatCompletionRequest:
     return ChatCompletionRequest.model_validate(body)
 
 
+def test_prompt_cache_writes_reach_the_ledger() -> None:
+    usage = Usage(prompt_tokens=1000, completion_tokens=10, cached_tokens=200, cache_write_tokens=300)
+    gw, _, ledger = make(completion(usage=usage))
+    gw.chat(request(max_tokens=50), TAGS, "rid-w")
+    [entry] = ledger.entries
+    assert (entry.input_tokens, entry.cached_input_tokens, entry.cache_write_input_tokens) == (1000, 200, 300)
+
+
 def test_ok_call_headers_cost_and_ledger() -> None:
     usage = Usage(prompt_tokens=1000, completion_tokens=500, cached_tokens=200)
     gw, fake, ledger = make(completion(usage=usage))

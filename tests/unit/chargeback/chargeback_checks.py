@@ -38,10 +38,10 @@ def money(value: Decimal) -> Decimal:
 def synthetic_entries(month_days: Iterable[str] = ("2026-10-31", "2026-11-01", "2026-11-15", "2026-11-30",
                                                    "2026-12-01"), per_day: int = 12) -> list[LedgerEntry]:
     """Ledger entries priced with the shipped catalog: several departments, unallocated and untagged calls,
-    cached input, routed calls (counterfactual > cost), tax with many decimal places, a failed call, and
-    timestamps on both sides of every midnight."""
+    cached input, prompt-cache writes (Anthropic), routed calls (counterfactual > cost), tax with many decimal
+    places, a failed call, and timestamps on both sides of every midnight."""
     catalog = load_catalog()
-    models = ["gpt-4o-mini", "gpt-4o", "llama-3.3-70b-versatile", "gpt-3.5-turbo"]
+    models = ["gpt-4o-mini", "gpt-4o", "llama-3.3-70b-versatile", "gpt-3.5-turbo", "claude-sonnet-4-5"]
     projects = [("checkout-web", "retail"), ("search", "platform"), ("orphan", "unallocated"),
                 ("unallocated", "unallocated")]
     entries = []
@@ -54,7 +54,8 @@ def synthetic_entries(month_days: Iterable[str] = ("2026-10-31", "2026-11-01", "
             price = catalog.get(model)
             project, department = projects[i % len(projects)]
             usage = Usage(prompt_tokens=120 + 17 * i, completion_tokens=9 + 5 * i,
-                          cached_tokens=(64 if i % 3 == 0 and price.cached_input is not None else 0))
+                          cached_tokens=(64 if i % 3 == 0 and price.cached_input is not None else 0),
+                          cache_write_tokens=(50 + i if price.cache_write_input is not None else 0))
             failed = i == 5
             cost = ZERO if failed else price.cost(usage)
             routed = i % 4 in (0, 2)  # served by gpt-4o-mini or llama where gpt-4o was asked for
@@ -69,6 +70,7 @@ def synthetic_entries(month_days: Iterable[str] = ("2026-10-31", "2026-11-01", "
                 requested_model="gpt-4o" if routed else model, model=model, provider=price.provider,
                 input_tokens=0 if failed else usage.prompt_tokens,
                 cached_input_tokens=0 if failed else usage.cached_tokens,
+                cache_write_input_tokens=0 if failed else usage.cache_write_tokens,
                 output_tokens=0 if failed else usage.completion_tokens,
                 cost_usd=cost, price_version=catalog.version,
                 status="provider_error" if failed else "ok", http_status=502 if failed else 200,
@@ -128,6 +130,7 @@ COUNT_OF: dict[str, Callable[[LedgerEntry], int]] = {
     "routed_requests": lambda e: int(e.route_strategy is not None),
     "input_tokens": lambda e: e.input_tokens,
     "cached_input_tokens": lambda e: e.cached_input_tokens,
+    "cache_write_input_tokens": lambda e: e.cache_write_input_tokens,
     "output_tokens": lambda e: e.output_tokens,
 }
 
@@ -140,7 +143,8 @@ SPEC: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[[LedgerEntry], 
     "monthly_bill_by_user": (("department_id", "user_id"), ("requests", "input_tokens", "output_tokens",
                                                             "cost_usd", "tax_usd", "billed_usd"), None),
     "monthly_bill_by_model": (("provider", "model"), ("requests", "input_tokens", "cached_input_tokens",
-                                                      "output_tokens", "cost_usd", "tax_usd", "billed_usd"), None),
+                                                      "cache_write_input_tokens", "output_tokens", "cost_usd",
+                                                      "tax_usd", "billed_usd"), None),
     "monthly_bill_by_environment": (("department_id", "environment"), ("requests", "cost_usd", "tax_usd",
                                                                        "billed_usd"), None),
     "unallocated_spend": (("project_id", "user_id", "environment", "missing_tags"),
@@ -331,8 +335,9 @@ def focus_expectations(entries: Iterable[LedgerEntry], month: str) -> dict[str, 
         billed_raw += e.cost_usd + e.tax_usd
         billed_rounded += money(e.cost_usd) + money(e.tax_usd)
         tax_rounded += money(e.tax_usd)
-        tokens["input"] += e.input_tokens - e.cached_input_tokens
+        tokens["input"] += e.input_tokens - e.cached_input_tokens - e.cache_write_input_tokens
         tokens["cached_input"] += e.cached_input_tokens
+        tokens["cache_write_input"] += e.cache_write_input_tokens
         tokens["output"] += e.output_tokens
     return {"billed_raw": billed_raw, "billed_rounded": billed_rounded, "tax_rounded": tax_rounded,
             "tokens": dict(tokens)}

@@ -39,8 +39,7 @@ def test_focus_follows_the_1_2_rules(focus) -> None:
     _, columns, types, rows, _ = focus
     check_focus_12(columns, types, rows)
     assert {r["ChargeCategory"] for r in rows} == {"Usage", "Tax"}
-    assert {r["x_TokenDirection"] for r in rows if r["ChargeCategory"] == "Usage"} == {"input", "cached_input",
-                                                                                       "output"}
+    assert {r["x_TokenDirection"] for r in rows if r["ChargeCategory"] == "Usage"} == set(schema.DIRECTIONS)
 
 
 def test_focus_reconciles_with_the_ledger(exported, focus) -> None:
@@ -117,3 +116,30 @@ def test_re_exporting_a_month_replaces_it(exported, tmp_path) -> None:
     second = export.export_focus_month(store, "2026-11")
     assert second.deleted == [] and second.rows == first.rows
     assert list(store.list("focus/")) == [schema.focus_key("2026-11")]
+
+
+def test_days_exported_before_cache_writes_had_columns_still_export_and_reconcile(tmp_path) -> None:
+    """Parquet written before the cache-write columns existed (union_by_name reads them as NULL) is billed with
+    the days written after: the FOCUS month reconciles and the old day's prompt tokens count as input."""
+    from chargeback_checks import export_entries, synthetic_entries
+
+    old_day, new_day = "2026-11-01", "2026-11-02"
+    entries = [e.model_copy(update={"cache_write_input_tokens": 0}) if e.day == old_day else e
+               for e in synthetic_entries((old_day, new_day), per_day=10)]
+    store = LocalStore(tmp_path / "bucket")
+    export_entries(entries, store)
+    con = engine.connect()
+    for path in (store.root / schema.usage_day_prefix(old_day)).glob("*.parquet"):  # as the old exporter wrote it
+        stripped = path.with_suffix(".old")
+        con.execute(f"COPY (SELECT * EXCLUDE (cache_write_input_tokens, cache_write_input_cost_usd, "  # noqa: S608
+                    f"cache_write_input_price_usd_per_mtok) FROM read_parquet('{path}')) TO '{stripped}' "
+                    "(FORMAT parquet)")
+        stripped.replace(path)
+    result = export.export_focus_month(store, "2026-11")
+    assert result.reconciliation.ok
+    _, _, rows = read_focus(con, store.root / result.keys[0])
+    want = focus_expectations(entries, "2026-11")
+    assert want["tokens"]["cache_write_input"] > 0  # the new day has cache writes
+    for direction, tokens in want["tokens"].items():
+        assert sum(r["ConsumedQuantity"] for r in rows if r["x_TokenDirection"] == direction) == tokens, direction
+    assert sum(r["BilledCost"] for r in rows) == want["billed_rounded"]

@@ -56,17 +56,37 @@ def test_a_call_priced_by_the_catalog_splits_into_exactly_tokens_times_list_pric
     assert Decimal(values["cost_usd"]) == cost
 
 
+def test_prompt_cache_writes_get_their_own_direction_at_their_own_rate() -> None:
+    price = next(p for p in CATALOG.models if p.cache_write_input and p.cache_write_input > p.input)
+    usage = Usage(prompt_tokens=5000, cached_tokens=1000, cache_write_tokens=3000, completion_tokens=200)
+    cost = price.cost(usage)
+    values = by_column(usage_row(row(model=price.model, provider=price.provider, input_tokens=5000,
+                                     cached_input_tokens=1000, cache_write_input_tokens=3000,
+                                     output_tokens=200, cost_usd=cost), PriceBook(CATALOG)))
+    assert values["cache_write_input_tokens"] == "3000"
+    assert Decimal(values["input_cost_usd"]) == 1000 * price.input / 1_000_000
+    assert Decimal(values["cached_input_cost_usd"]) == 1000 * price.cached_input / 1_000_000  # type: ignore[operator]
+    assert Decimal(values["cache_write_input_cost_usd"]) == 3000 * price.cache_write_input / 1_000_000
+    assert Decimal(values["cache_write_input_price_usd_per_mtok"]) == price.cache_write_input
+    assert sum(Decimal(values[k]) for k in ("input_cost_usd", "cached_input_cost_usd", "cache_write_input_cost_usd",
+                                            "output_cost_usd")) == Decimal(values["cost_usd"]) == money(cost)
+    # a row from before the column existed reads as no cache writes
+    old = row(model=price.model, input_tokens=5000, cached_input_tokens=1000, cost_usd=cost)
+    assert by_column(usage_row(old, PriceBook(CATALOG)))["cache_write_input_tokens"] == "0"
+
+
 def test_a_model_without_a_cached_rate_prices_cached_tokens_as_input() -> None:
     book = PriceBook(CATALOG)
     price = CATALOG.get("gpt-3.5-turbo")
     assert price.cached_input is None
-    assert book.rates("gpt-3.5-turbo") == (price.input, price.input, price.output)
+    assert price.cache_write_input is None
+    assert book.rates("gpt-3.5-turbo") == (price.input, price.input, price.input, price.output)
     assert book.rates("no-such-model") is None
 
 
 @settings(max_examples=300, deadline=None)
 @given(cost=st.decimals(min_value=0, max_value=Decimal("1e6"), places=10),
-       weights=st.tuples(*[st.decimals(min_value=0, max_value=Decimal("1e9"), places=6)] * 3))
+       weights=st.tuples(*[st.decimals(min_value=0, max_value=Decimal("1e9"), places=6)] * 4))
 def test_split_adds_up_exactly_and_never_goes_negative(cost: Decimal, weights: tuple[Decimal, ...]) -> None:
     parts = split_cost(cost, weights)  # type: ignore[arg-type]
     assert sum(parts) == cost
@@ -78,23 +98,25 @@ def test_split_adds_up_exactly_and_never_goes_negative(cost: Decimal, weights: t
             if weight == 0:
                 assert part == 0
             else:  # proportional to within the remainder's rounding
-                assert abs(part - cost * weight / total) <= 3 * QUANTUM
+                assert abs(part - cost * weight / total) <= len(weights) * QUANTUM  # the last absorbs n-1
     else:
-        assert parts == (0, 0, cost)
+        assert parts == (0, 0, 0, cost)
 
 
 @settings(max_examples=200, deadline=None)
 @given(model=st.sampled_from([p.model for p in CATALOG.models]),
-       prompt=st.integers(0, 2_000_000), completion=st.integers(0, 200_000), cached=st.integers(0, 2_000_000))
+       prompt=st.integers(0, 2_000_000), completion=st.integers(0, 200_000), cached=st.integers(0, 2_000_000),
+       written=st.integers(0, 2_000_000))
 def test_usage_rows_reconcile_per_row_for_any_catalog_priced_call(model: str, prompt: int, completion: int,
-                                                                   cached: int) -> None:
+                                                                   cached: int, written: int) -> None:
     price = CATALOG.get(model)
-    usage = Usage(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=min(cached, prompt))
+    usage = Usage(prompt_tokens=prompt, completion_tokens=completion, cached_tokens=min(cached, prompt),
+                  cache_write_tokens=written)
     cost = price.cost(usage)
     totals = Totals()
     values = by_column(usage_row(row(model=model, provider=price.provider, cost_usd=cost, input_tokens=prompt,
-                                     cached_input_tokens=min(cached, prompt), output_tokens=completion),
-                                 PriceBook(CATALOG), totals))
+                                     cached_input_tokens=min(cached, prompt), cache_write_input_tokens=written,
+                                     output_tokens=completion), PriceBook(CATALOG), totals))
     parts = [Decimal(values[f"{d}_cost_usd"]) for d in schema.DIRECTIONS]
     assert sum(parts) == Decimal(values["cost_usd"]) == money(cost)
     assert totals.rows == 1 and totals.cost_usd == cost and totals.cost_rounded == money(cost)
@@ -128,7 +150,7 @@ def test_naive_timestamps_are_refused() -> None:
 
 def test_every_money_column_is_pinned_to_decimal_38_10() -> None:
     money_columns = [c for c in schema.USAGE_COLUMNS if c.name.endswith("_usd")]
-    assert len(money_columns) == 7
+    assert len(money_columns) == 8
     assert {c.type for c in money_columns} == {"decimal(38,10)"}
     assert {c.duckdb_type for c in money_columns} == {"DECIMAL(38,10)"}
     assert schema.duckdb_type("string") == "VARCHAR"

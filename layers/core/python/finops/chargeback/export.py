@@ -25,6 +25,7 @@ from typing import Any
 from ..errors import FinOpsError
 from . import engine, periods
 from .schema import (
+    DIRECTIONS,
     FOCUS_COLUMNS,
     USAGE_COLUMNS,
     focus_key,
@@ -178,7 +179,7 @@ def _read_back(con: Any, parts: list[Path]) -> tuple[int, dict[str, Decimal], bo
     sums = ", ".join(f"CAST(COALESCE(SUM({c}), 0) AS DECIMAL(38, 10))" for c in SUMMED)
     row = con.execute(  # column names from SUMMED, paths as quoted literals
         f"SELECT COUNT(*), {sums}, "  # noqa: S608
-        "COUNT(*) FILTER (WHERE input_cost_usd + cached_input_cost_usd + output_cost_usd <> cost_usd) "
+        f"COUNT(*) FILTER (WHERE {' + '.join(f'{d}_cost_usd' for d in DIRECTIONS)} <> cost_usd) "
         f"FROM read_parquet([{files}])").fetchone()
     return int(row[0]), {c: Decimal(v) for c, v in zip(SUMMED, row[1:4], strict=True)}, int(row[4]) == 0
 

@@ -21,8 +21,8 @@ FOCUS_PREFIX = "focus"
 PARTITION_KEY = "dt"  # usage/dt=YYYY-MM-DD/
 FOCUS_PARTITION_KEY = "billing_period"  # focus/billing_period=YYYY-MM/
 
-# The three token directions of a call, in the order the cost is split (see transform.split_cost).
-DIRECTIONS = ("input", "cached_input", "output")
+# The four token directions of a call, in the order the cost is split (see transform.split_cost).
+DIRECTIONS = ("input", "cached_input", "cache_write_input", "output")
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,10 @@ def duckdb_type(athena_type: str) -> str:
     return f"DECIMAL({match[1]},{match[2]})"
 
 
-# One row per ledger row (gateway call). ``input_tokens`` includes ``cached_input_tokens`` (OpenAI usage
-# semantics); the three ``*_cost_usd`` split ``cost_usd`` exactly by token direction (uncached input,
-# cached input, output) and the three ``*_price_usd_per_mtok`` are the list prices they were split by.
+# One row per ledger row (gateway call). ``input_tokens`` includes ``cached_input_tokens`` and
+# ``cache_write_input_tokens`` (OpenAI usage semantics); the four ``*_cost_usd`` split ``cost_usd`` exactly by
+# token direction (uncached input, cached input, cache-write input, output) and the four
+# ``*_price_usd_per_mtok`` are the list prices they were split by.
 USAGE_COLUMNS: tuple[Column, ...] = (
     Column("request_id", "string", "gateway request id (ledger hash key)"),
     Column("ts", "timestamp", "call start, UTC"),
@@ -76,6 +77,7 @@ USAGE_COLUMNS: tuple[Column, ...] = (
     Column("latency_ms", "int", "provider call latency"),
     Column("input_tokens", "bigint", "prompt tokens, cached ones included"),
     Column("cached_input_tokens", "bigint", "prompt tokens billed at the cached-input rate"),
+    Column("cache_write_input_tokens", "bigint", "prompt tokens written to the prompt cache (cache-write rate)"),
     Column("output_tokens", "bigint", "completion tokens"),
     Column("cost_usd", MONEY, "cost of the call"),
     Column("tax_usd", MONEY, "tax-mode surcharge on top of cost_usd"),
@@ -83,9 +85,11 @@ USAGE_COLUMNS: tuple[Column, ...] = (
     Column("reserved_usd", MONEY, "worst case reserved at admission"),
     Column("input_cost_usd", MONEY, "part of cost_usd for uncached input tokens"),
     Column("cached_input_cost_usd", MONEY, "part of cost_usd for cached input tokens"),
+    Column("cache_write_input_cost_usd", MONEY, "part of cost_usd for input tokens written to the prompt cache"),
     Column("output_cost_usd", MONEY, "part of cost_usd for output tokens"),
     Column("input_price_usd_per_mtok", UNIT_PRICE, "list price, uncached input, USD per 1M tokens"),
     Column("cached_input_price_usd_per_mtok", UNIT_PRICE, "list price, cached input, USD per 1M tokens"),
+    Column("cache_write_input_price_usd_per_mtok", UNIT_PRICE, "list price, cache-write input, USD per 1M tokens"),
     Column("output_price_usd_per_mtok", UNIT_PRICE, "list price, output, USD per 1M tokens"),
 )
 USAGE_PARTITION = Column(PARTITION_KEY, "string", "UTC day of ts, YYYY-MM-DD (partition projection)")

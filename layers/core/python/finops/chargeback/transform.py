@@ -4,10 +4,10 @@ Two pieces of arithmetic live here:
 
 - every amount is rounded once, half up, to the pinned scale (10 decimal places) before it is written, so
   DuckDB never rounds on its own and the export's totals can be compared with the ledger's exactly;
-- ``cost_usd`` is split by token direction (uncached input, cached input, output) in proportion to the list
-  price of each direction: the parts are rounded down and the last direction with a weight takes the
-  remainder, so the three parts add up to the rounded ``cost_usd`` exactly. When the call was priced with the
-  catalog the split uses (the normal case) the parts are exactly tokens x list price.
+- ``cost_usd`` is split by token direction (uncached input, cached input, cache-write input, output) in
+  proportion to the list price of each direction: the parts are rounded down and the last direction with a
+  weight takes the remainder, so the four parts add up to the rounded ``cost_usd`` exactly. When the call was
+  priced with the catalog the split uses (the normal case) the parts are exactly tokens x list price.
 """
 
 from __future__ import annotations
@@ -34,17 +34,18 @@ def money(value: Decimal) -> Decimal:
     return value.quantize(QUANTUM, rounding=ROUND_HALF_UP)
 
 
-def split_cost(cost: Decimal, weights: tuple[Decimal, Decimal, Decimal]) -> tuple[Decimal, Decimal, Decimal]:
+def split_cost(cost: Decimal, weights: tuple[Decimal, ...]) -> tuple[Decimal, ...]:
     """``cost`` (already at the pinned scale) split in proportion to ``weights``; the parts add up to ``cost``.
 
     Every part but the last weighted one is rounded toward zero, the last one takes the remainder, so no part
-    has the opposite sign of ``cost``. Without any weight the whole cost goes to the output direction.
+    has the opposite sign of ``cost``. Without any weight the whole cost goes to the last (output) direction.
     """
-    total = weights[0] + weights[1] + weights[2]
+    total = sum(weights, ZERO)
+    parts = [ZERO] * len(weights)
     if not cost or total <= 0:
-        return (ZERO, ZERO, cost)
+        parts[-1] = cost
+        return tuple(parts)
     last = max(i for i, w in enumerate(weights) if w > 0)
-    parts = [ZERO, ZERO, ZERO]
     rest = cost
     for i in range(last):
         if weights[i] > 0:
@@ -52,7 +53,7 @@ def split_cost(cost: Decimal, weights: tuple[Decimal, Decimal, Decimal]) -> tupl
             parts[i] = part
             rest -= part
     parts[last] = rest
-    return (parts[0], parts[1], parts[2])
+    return tuple(parts)
 
 
 @dataclass
@@ -60,16 +61,18 @@ class PriceBook:
     """List prices per token direction (USD per 1M tokens) by model, from the price catalog."""
 
     catalog: PriceCatalog | None
-    _cache: dict[str, tuple[Decimal, Decimal, Decimal] | None] = field(default_factory=dict)
+    _cache: dict[str, tuple[Decimal, Decimal, Decimal, Decimal] | None] = field(default_factory=dict)
     _text: dict[str, list[str]] = field(default_factory=dict)
 
-    def rates(self, model: str) -> tuple[Decimal, Decimal, Decimal] | None:
+    def rates(self, model: str) -> tuple[Decimal, Decimal, Decimal, Decimal] | None:
+        """(uncached input, cached input, cache-write input, output), as ``ModelPrice.cost`` charges them."""
         if model not in self._cache:
             rates = None
             if self.catalog is not None and model in self.catalog:
                 price = self.catalog.get(model)
                 cached = price.cached_input if price.cached_input is not None else price.input
-                rates = (price.input, cached, price.output)
+                written = price.cache_write_input if price.cache_write_input is not None else price.input
+                rates = (price.input, cached, written, price.output)
             self._cache[model] = rates
             if rates is not None:
                 self._text[model] = [format(r, "f") for r in rates]
@@ -115,16 +118,18 @@ def usage_row(row: Mapping[str, Any], prices: PriceBook, totals: Totals | None =
     reserved = row["reserved_usd"]
     input_tokens = int(row["input_tokens"])
     cached = min(int(row["cached_input_tokens"]), input_tokens)
+    written = min(int(row.get("cache_write_input_tokens") or 0), input_tokens - cached)  # as ModelPrice.cost
     output_tokens = int(row["output_tokens"])
-    uncached = input_tokens - cached
+    uncached = input_tokens - cached - written
     model = row["model"]
     rates = prices.rates(model)
     if rates is not None:
-        parts = split_cost(cost, (uncached * rates[0], cached * rates[1], output_tokens * rates[2]))
+        parts = split_cost(cost, (uncached * rates[0], cached * rates[1], written * rates[2],
+                                  output_tokens * rates[3]))
         rate_text = prices.rates_text(model)
     else:  # a model the catalog no longer prices: split by tokens, the effective rate stands in for the list price
-        tokens = (uncached, cached, output_tokens)
-        parts = split_cost(cost, (Decimal(uncached), Decimal(cached), Decimal(output_tokens)))
+        tokens = (uncached, cached, written, output_tokens)
+        parts = split_cost(cost, tuple(Decimal(t) for t in tokens))
         rate_text = [format(money(p * PER_MTOK / t), "f") if t else ZERO_TEXT
                      for p, t in zip(parts, tokens, strict=True)]
     if totals is not None:
@@ -162,6 +167,7 @@ def usage_row(row: Mapping[str, Any], prices: PriceBook, totals: Totals | None =
         str(int(row["latency_ms"])),
         str(input_tokens),
         str(cached),
+        str(written),
         str(output_tokens),
         format(cost, "f"),
         format(tax, "f") if tax else ZERO_TEXT,
@@ -170,5 +176,6 @@ def usage_row(row: Mapping[str, Any], prices: PriceBook, totals: Totals | None =
         format(parts[0], "f") if parts[0] else ZERO_TEXT,
         format(parts[1], "f") if parts[1] else ZERO_TEXT,
         format(parts[2], "f") if parts[2] else ZERO_TEXT,
+        format(parts[3], "f") if parts[3] else ZERO_TEXT,
         *rate_text,
     ]

@@ -355,6 +355,7 @@ class ChatGateway:
             provider=price.provider,
             input_tokens=usage.prompt_tokens,
             cached_input_tokens=usage.cached_tokens,
+            cache_write_input_tokens=usage.cache_write_tokens,
             output_tokens=usage.completion_tokens,
             usage_source=usage_source,
             cost_usd=cost,

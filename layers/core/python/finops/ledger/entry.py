@@ -31,6 +31,7 @@ class LedgerEntry(BaseModel, frozen=True):
     provider: str
     input_tokens: NonNegativeInt = 0
     cached_input_tokens: NonNegativeInt = 0
+    cache_write_input_tokens: NonNegativeInt = 0  # prompt tokens written to the provider's prompt cache
     output_tokens: NonNegativeInt = 0
     usage_source: str = "provider"
     cost_usd: Decimal = Decimal(0)

@@ -70,6 +70,7 @@ class LedgerRow(Model):
 
     input_tokens = NumberAttribute(default=0)
     cached_input_tokens = NumberAttribute(default=0)
+    cache_write_input_tokens = NumberAttribute(default=0)
     output_tokens = NumberAttribute(default=0)
     usage_source = UnicodeAttribute(default="provider")  # provider | estimated
 

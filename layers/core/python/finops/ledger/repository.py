@@ -73,7 +73,8 @@ def to_entry(row: LedgerRow) -> LedgerEntry:
     data.pop("day", None)
     data.pop("day_shard", None)
     data["ts"] = datetime.fromisoformat(data["ts"].replace("Z", "+00:00"))
-    for key in ("input_tokens", "cached_input_tokens", "output_tokens", "http_status", "latency_ms"):
+    for key in ("input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens", "http_status",
+                "latency_ms"):
         if key in data:
             data[key] = int(data[key])
     return LedgerEntry.model_validate(data)

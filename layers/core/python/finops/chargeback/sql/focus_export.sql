@@ -11,7 +11,7 @@ WITH base AS (
 directions AS (
   SELECT dt, department_id, project_id, user_id, environment, provider, model, price_version,
          'input' AS token_direction, 'Input Tokens' AS meter,
-         input_tokens - cached_input_tokens AS tokens, input_cost_usd AS cost_usd,
+         input_tokens - cached_input_tokens - COALESCE(cache_write_input_tokens, 0) AS tokens, input_cost_usd AS cost_usd,
          input_price_usd_per_mtok AS unit_price
   FROM base
   UNION ALL
@@ -19,6 +19,12 @@ directions AS (
          'cached_input' AS token_direction, 'Cached Input Tokens' AS meter,
          cached_input_tokens AS tokens, cached_input_cost_usd AS cost_usd,
          cached_input_price_usd_per_mtok AS unit_price
+  FROM base
+  UNION ALL
+  SELECT dt, department_id, project_id, user_id, environment, provider, model, price_version,
+         'cache_write_input' AS token_direction, 'Cache Write Input Tokens' AS meter,
+         COALESCE(cache_write_input_tokens, 0) AS tokens, COALESCE(cache_write_input_cost_usd, 0) AS cost_usd,
+         COALESCE(cache_write_input_price_usd_per_mtok, input_price_usd_per_mtok) AS unit_price
   FROM base
   UNION ALL
   SELECT dt, department_id, project_id, user_id, environment, provider, model, price_version,

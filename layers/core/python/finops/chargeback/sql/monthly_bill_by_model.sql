@@ -6,6 +6,7 @@ SELECT
   CAST(COUNT(*) AS BIGINT) AS requests,
   CAST(SUM(input_tokens) AS BIGINT) AS input_tokens,
   CAST(SUM(cached_input_tokens) AS BIGINT) AS cached_input_tokens,
+  CAST(SUM(COALESCE(cache_write_input_tokens, 0)) AS BIGINT) AS cache_write_input_tokens,
   CAST(SUM(output_tokens) AS BIGINT) AS output_tokens,
   CAST(SUM(cost_usd) AS DECIMAL(38, 10)) AS cost_usd,
   CAST(SUM(tax_usd) AS DECIMAL(38, 10)) AS tax_usd,
