@@ -113,10 +113,16 @@ class Router:
             self._cutoffs[key] = strategy.cutoffs(tier.strong_share, tier.medium_share, tier.target_pgr)
         return self._cutoffs[key]
 
+    @staticmethod
+    def adapts(strategy: Strategy, tier: TierRouting) -> bool:
+        """Does this tier hold its shares on recent calls with this strategy? Not for a quality target (that
+        needs labels) nor for a strategy that always picks the same class."""
+        return tier.share_control == "adaptive" and tier.target_pgr is None and not strategy.constant
+
     def adaptive_cutoffs(self, strategy: Strategy, tier_name: str, tier: TierRouting) -> Cutoffs | None:
-        """Cut-offs holding the tier's target shares on its recent auto calls, or None while the tier's share
-        control is static or has seen fewer than ``adaptive_min_samples`` calls."""
-        if tier.share_control != "adaptive" or tier.target_pgr is not None or strategy.constant:
+        """Cut-offs holding the tier's target shares on its recent auto calls, or None while the tier does not
+        adapt or has seen fewer than ``adaptive_min_samples`` calls."""
+        if not self.adapts(strategy, tier):
             return None
         recent = self._recent.get((strategy.name, tier_name))
         if recent is None or len(recent) < self.policy.adaptive_min_samples:
@@ -170,7 +176,7 @@ class Router:
             score = strategy.score(prompt_text(messages))
             adaptive = self.adaptive_cutoffs(strategy, tier_name, tier)
             cut = adaptive or self.cutoffs(strategy, tier_name, tier)
-            if tier.share_control == "adaptive":
+            if self.adapts(strategy, tier):
                 self.observe(strategy, tier_name, score)  # after deciding: this call is judged on the ones before
             wanted = "strong" if score >= cut.strong else "medium" if score >= cut.medium else "cheap"
             cls = self._nearest_class(tier, wanted)
