@@ -45,7 +45,7 @@ $(ASL_TOOLS): tools/asl/package.json tools/asl/package-lock.json
 
 asl-tools: $(ASL_TOOLS)
 
-## Run the gateway locally: moto on 127.0.0.1:4566, simulated provider, gateway on 127.0.0.1:$${PORT:-8080}.
+## Run the gateway locally: moto on 127.0.0.1:4566, simulated providers, gateway on 127.0.0.1:$${PORT:-8080}.
 run: $(INSTALLED)
 	$(VENV)/bin/finops local
 

@@ -8,6 +8,7 @@ else in the session sees it.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from finops import aws
 from finops.gateway import factory
 from finops.local import stack as local_stack
 from finops.settings import get_settings
+from openai import OpenAI
 
 
 def _reset_caches() -> None:
@@ -65,6 +67,16 @@ class RunningStack:
         return self.dynamodb().get_item(TableName=table, Key={"request_id": {"S": request_id}},
                                         ConsistentRead=True).get("Item")
 
+    def wait_for_ledger_row(self, request_id: str, timeout: float = 10) -> dict[str, Any]:
+        """The row, once the call has settled (a stream settles after its last byte reached the client)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = self.ledger_row(request_id)
+            if row is not None:
+                return row
+            time.sleep(0.05)
+        raise AssertionError(f"no ledger row for {request_id}")
+
 
 @pytest.fixture(scope="session")
 def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
@@ -105,3 +117,10 @@ def _stack_environment(running_stack: RunningStack, monkeypatch: pytest.MonkeyPa
 @pytest.fixture
 def virtual_key(running_stack: RunningStack) -> str | None:
     return running_stack.key
+
+
+@pytest.fixture
+def sdk(running_stack: RunningStack, tagged_headers: Any) -> OpenAI:
+    """The openai SDK pointed at the local stack, with the cost tags and the virtual key."""
+    return OpenAI(base_url=f"{running_stack.url}/v1", api_key="unused-see-default-headers",
+                  default_headers=tagged_headers(), max_retries=0, timeout=20)

@@ -19,12 +19,6 @@ HELLO = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello
 
 
 @pytest.fixture
-def sdk(running_stack, tagged_headers) -> OpenAI:
-    return OpenAI(base_url=f"{running_stack.url}/v1", api_key="unused-see-default-headers",
-                  default_headers=tagged_headers(), max_retries=0, timeout=20)
-
-
-@pytest.fixture
 def http(running_stack) -> httpx.Client:
     with httpx.Client(base_url=running_stack.url, timeout=20) as client:
         yield client
@@ -72,7 +66,9 @@ def test_sdk_streaming(sdk, running_stack) -> None:
 
 def test_sdk_models_list(sdk) -> None:
     ids = [m.id for m in sdk.models.list()]
-    assert ids == ["gpt-4o", "gpt-4o-mini", "gpt-3.5-turbo", "llama-3.3-70b-versatile", "llama-3.1-8b-instant"]
+    # Every catalog model whose provider the local stack simulates (OpenAI, Groq, Anthropic; not Bedrock).
+    assert ids == ["gpt-4o", "gpt-4o-mini", "gpt-3.5-turbo", "llama-3.3-70b-versatile", "llama-3.1-8b-instant",
+                   "claude-sonnet-4-5", "claude-haiku-4-5"]
 
 
 def test_sdk_missing_tags_raise_bad_request(running_stack, tagged_headers) -> None:

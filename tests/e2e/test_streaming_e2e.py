@@ -16,16 +16,9 @@ import openai
 import pytest
 from finops import tokens
 from finops.pricing import Usage, load_catalog
-from openai import OpenAI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 CATALOG = load_catalog()
-
-
-@pytest.fixture
-def sdk(running_stack, tagged_headers) -> OpenAI:
-    return OpenAI(base_url=f"{running_stack.url}/v1", api_key="unused-see-default-headers",
-                  default_headers=tagged_headers(), max_retries=0, timeout=20)
 
 
 def ask(text: str) -> list[dict[str, str]]:
@@ -46,16 +39,6 @@ def open_reservations(running_stack, request_id: str) -> list[str]:
     return found
 
 
-def wait_for_row(running_stack, request_id: str, timeout: float = 10) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = running_stack.ledger_row(request_id)
-        if row is not None:
-            return row
-        time.sleep(0.05)
-    raise AssertionError(f"no ledger row for {request_id}")
-
-
 def test_chunks_arrive_before_the_provider_finishes_and_the_ledger_matches_the_text(sdk, running_stack) -> None:
     started = time.monotonic()
     raw = sdk.chat.completions.with_raw_response.create(
@@ -74,7 +57,7 @@ def test_chunks_arrive_before_the_provider_finishes_and_the_ledger_matches_the_t
     assert first_content < total / 3, (first_content, total)
     text = delivered_text(chunks)
     [usage] = [c.usage for c in chunks if c.usage is not None]
-    row = wait_for_row(running_stack, request_id)
+    row = running_stack.wait_for_ledger_row(request_id)
     assert row["status"] == {"S": "ok"} and row["stream"] == {"BOOL": True}
     assert int(row["output_tokens"]["N"]) == tokens.count_text(text, "o200k_base") == usage.completion_tokens
     assert int(row["input_tokens"]["N"]) == usage.prompt_tokens
@@ -88,7 +71,7 @@ def test_a_stream_without_provider_usage_is_counted_with_tiktoken(sdk, running_s
     raw = sdk.chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=ask("No usage please [[sim:no_usage]] [[sim:tokens=20]]"), stream=True)
     text = delivered_text(list(raw.parse()))
-    row = wait_for_row(running_stack, raw.headers["X-Request-ID"])
+    row = running_stack.wait_for_ledger_row(raw.headers["X-Request-ID"])
     assert row["usage_source"] == {"S": "estimated"}
     assert int(row["output_tokens"]["N"]) == tokens.count_text(text, "o200k_base") > 0
     assert int(row["input_tokens"]["N"]) == tokens.count_chat_tokens(
@@ -100,22 +83,23 @@ def test_a_429_moves_the_stream_to_the_fallback_model(sdk, running_stack) -> Non
     raw = sdk.chat.completions.with_raw_response.create(
         model="gpt-4o", messages=ask(prompt), stream=True, stream_options={"include_usage": True})
     request_id = raw.headers["X-Request-ID"]
-    # gpt-4o twice (bounded retry), claude-sonnet-4-5 skipped (not served locally), then llama-3.3-70b.
-    assert raw.headers["X-FinOps-Model"] == "llama-3.3-70b-versatile"
-    assert raw.headers["X-FinOps-Fallback"] == "gpt-4o -> llama-3.3-70b-versatile"
+    # gpt-4o twice (bounded retry), then claude-sonnet-4-5 (the simulated Anthropic Messages API).
+    assert raw.headers["X-FinOps-Model"] == "claude-sonnet-4-5"
+    assert raw.headers["X-FinOps-Fallback"] == "gpt-4o -> claude-sonnet-4-5"
     assert raw.headers["X-FinOps-Attempts"] == "3"
     chunks = list(raw.parse())
     [usage] = [c.usage for c in chunks if c.usage is not None]
-    failed = [wait_for_row(running_stack, rid) for rid in (request_id, f"{request_id}.1")]
-    billed = wait_for_row(running_stack, f"{request_id}.2")
+    failed = [running_stack.wait_for_ledger_row(rid) for rid in (request_id, f"{request_id}.1")]
+    billed = running_stack.wait_for_ledger_row(f"{request_id}.2")
     assert [(r["status"]["S"], r["model"]["S"], Decimal(r["cost_usd"]["N"])) for r in failed] == [
         ("provider_rate_limited", "gpt-4o", 0)] * 2
-    assert (billed["status"]["S"], billed["model"]["S"]) == ("ok", "llama-3.3-70b-versatile")
+    assert (billed["status"]["S"], billed["model"]["S"], billed["provider"]["S"]) == (
+        "ok", "claude-sonnet-4-5", "anthropic")
     assert {r["parent_request_id"]["S"] for r in (*failed, billed)} == {request_id}
-    assert Decimal(billed["cost_usd"]["N"]) == CATALOG.get("llama-3.3-70b-versatile").cost(
+    assert Decimal(billed["cost_usd"]["N"]) == CATALOG.get("claude-sonnet-4-5").cost(
         Usage(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens))
-    # The fallback's reservation was priced for llama, not gpt-4o.
-    assert Decimal(billed["reserved_usd"]["N"]) < Decimal(failed[0]["reserved_usd"]["N"])
+    # The fallback's reservation was priced for claude-sonnet-4-5 (dearer per token), not gpt-4o.
+    assert Decimal(billed["reserved_usd"]["N"]) > Decimal(failed[0]["reserved_usd"]["N"])
     assert open_reservations(running_stack, request_id) == []
 
 
@@ -131,7 +115,7 @@ def test_a_provider_timeout_mid_stream_is_billed_for_what_was_produced(sdk, runn
     assert "did not answer in time" in str(info.value) or "timeout" in str(info.value).lower()
     text = delivered_text(chunks)
     assert len(text.split()) == 5
-    row = wait_for_row(running_stack, request_id)
+    row = running_stack.wait_for_ledger_row(request_id)
     assert (row["status"]["S"], row["error_code"]["S"]) == ("provider_interrupted", "provider_timeout")
     assert int(row["output_tokens"]["N"]) == tokens.count_text(text, "o200k_base")
     assert Decimal(row["cost_usd"]["N"]) > 0
@@ -145,7 +129,7 @@ def test_a_provider_dropping_the_connection_mid_stream_is_billed_too(sdk, runnin
     with pytest.raises(openai.APIError):
         for chunk in raw.parse():
             chunks.append(chunk)
-    row = wait_for_row(running_stack, raw.headers["X-Request-ID"])
+    row = running_stack.wait_for_ledger_row(raw.headers["X-Request-ID"])
     assert row["status"]["S"] == "provider_interrupted"
     assert int(row["output_tokens"]["N"]) == tokens.count_text(delivered_text(chunks), "o200k_base")
 
@@ -161,7 +145,7 @@ def test_a_client_that_hangs_up_is_billed_for_what_was_produced(running_stack, t
             received += data
             if received.count(b"data: ") >= 6:
                 break  # leaving the block closes the connection mid-stream
-    row = wait_for_row(running_stack, request_id)
+    row = running_stack.wait_for_ledger_row(request_id)
     assert (row["status"]["S"], row["error_code"]["S"]) == ("client_disconnected", "client_disconnected")
     produced = int(row["output_tokens"]["N"])
     # Billed: at least what reached the client, far less than the 200 tokens the provider would have sent.

@@ -1,4 +1,5 @@
-"""A simulated OpenAI-compatible provider for the local stack and the tests.
+"""A simulated provider for the local stack and the tests: OpenAI's chat-completions API, and Anthropic's
+Messages API under ``/anthropic/`` (:mod:`finops.local.simulated_anthropic`).
 
 Deterministic text (seeded by the prompt), usage counted with tiktoken, configurable latency and error
 rate. Streams (``stream: true``) like OpenAI: a role chunk, one chunk per word, the finish chunk, and a
@@ -6,7 +7,8 @@ usage chunk when ``stream_options.include_usage`` asks for it. A message may car
 behaviour, e.g. ``[[sim:status=503]]`` (with ``[[sim:only_model=gpt-4o]]``: only for that model),
 ``[[sim:retry_after=1]]``, ``[[sim:latency_ms=2500]]``, ``[[sim:no_usage]]``, ``[[sim:tokens=40]]``,
 ``[[sim:chunk_ms=50]]`` (pause between streamed chunks), ``[[sim:fail_after=5]]`` (drop the connection after
-5 content chunks) or ``[[sim:stall_after=5]]`` (stop sending, connection open, after 5 chunks).
+5 content chunks) or ``[[sim:stall_after=5]]`` (stop sending, connection open, after 5 chunks). Both APIs
+obey the same directives.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ WORDS = (
 ).split()
 DIRECTIVE = re.compile(r"\[\[sim:([a-z_]+)(?:=([A-Za-z0-9._-]+))?\]\]")
 ENCODINGS = {"gpt-4o": "o200k_base", "gpt-4o-mini": "o200k_base"}
+ANTHROPIC_PREFIX = "/anthropic/"
 
 
 @dataclass
@@ -42,7 +45,27 @@ class SimulatorConfig:
     default_tokens: int = 24
 
 
-def _directives(messages: list[dict[str, Any]]) -> dict[str, str]:
+@dataclass(frozen=True)
+class Fault:
+    """A failure a call must simulate: a status forced by a directive, or an overload drawn by the error rate."""
+
+    status: int
+    message: str
+    retry_after: str | None = None
+    overloaded: bool = False  # drawn by ``error_rate``: each API answers with its own overload status
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a successful call produces: the text and its usage, counted with tiktoken."""
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    truncated: bool  # cut at the request's output limit
+
+
+def find_directives(messages: list[dict[str, Any]]) -> dict[str, str]:
     found: dict[str, str] = {}
     for message in messages:
         content = message.get("content")
@@ -52,6 +75,29 @@ def _directives(messages: list[dict[str, Any]]) -> dict[str, str]:
             for key, value in DIRECTIVE.findall(text):
                 found[key] = value or "1"
     return found
+
+
+def encoding_for(model: str) -> str:
+    return ENCODINGS.get(model, "cl100k_base")
+
+
+def garbage() -> Response:
+    return Response("<html>bad gateway</html>", status=200, content_type="text/html")
+
+
+def paced(words: list[str], directives: dict[str, str]) -> Iterator[tuple[int, str]]:
+    """``(index, word)`` for a stream, obeying ``chunk_ms``, ``fail_after`` and ``stall_after``."""
+    pause = int(directives.get("chunk_ms", 0)) / 1000
+    fail_after = int(directives["fail_after"]) if "fail_after" in directives else None
+    stall_after = int(directives["stall_after"]) if "stall_after" in directives else None
+    for i, word in enumerate(words):
+        if fail_after is not None and i >= fail_after:
+            raise ConnectionAbortedError("simulated provider failure mid-stream")
+        if stall_after is not None and i >= stall_after:
+            time.sleep(60)
+        if pause:
+            time.sleep(pause)
+        yield i, word
 
 
 def _error(status: int, message: str, kind: str) -> Response:
@@ -77,6 +123,32 @@ class SimulatedProvider:
         text = " ".join(words)
         return " ".join(words[:-1]) if tokens.count_text(text, encoding) > n_tokens else text
 
+    def fault(self, model: str, directives: dict[str, str], unlucky: bool) -> Fault | None:
+        """Waits the call's latency, then says which failure, if any, it must simulate."""
+        latency = int(directives.get("latency_ms", self.config.latency_ms))
+        if latency:
+            time.sleep(latency / 1000)
+        if "status" in directives and directives.get("only_model", model) == model:
+            status = int(directives["status"])
+            return Fault(status, f"simulated HTTP {status}", directives.get("retry_after"))
+        if unlucky:
+            return Fault(503, "simulated overload", overloaded=True)
+        return None
+
+    def answer(self, model: str, messages: list[dict[str, Any]], limit: Any, directives: dict[str, str]) -> Answer:
+        """The deterministic text for ``messages`` (``tokens`` long, cut at ``limit``) and its usage."""
+        encoding = encoding_for(model)
+        n_tokens = int(directives.get("tokens", self.config.default_tokens))
+        truncated = limit is not None and n_tokens > int(limit)
+        if truncated:
+            n_tokens = int(limit)
+        text = self.text_for(messages, n_tokens, encoding)
+        return Answer(text=text, prompt_tokens=tokens.count_chat_tokens(messages, encoding),
+                      completion_tokens=tokens.count_text(text, encoding), truncated=truncated)
+
+    def response_id(self, text: str) -> str:
+        return hashlib.sha256(f"{self.calls}{text}".encode()).hexdigest()[:24]
+
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         return self.dispatch(request)(environ, start_response)
@@ -85,6 +157,10 @@ class SimulatedProvider:
         with self._lock:
             self.calls += 1
             unlucky = self._random.random() < self.config.error_rate
+        if request.path.startswith(ANTHROPIC_PREFIX):
+            from . import simulated_anthropic  # imported here: it builds on this module
+
+            return simulated_anthropic.dispatch(self, request, unlucky)
         if request.method != "POST" or not request.path.endswith("/chat/completions"):
             return _error(404, "not found", "invalid_request_error")
         if not request.headers.get("Authorization", "").startswith("Bearer "):
@@ -95,32 +171,21 @@ class SimulatedProvider:
             messages = list(payload["messages"])
         except (ValueError, KeyError, TypeError):
             return _error(400, "invalid body", "invalid_request_error")
-        directives = _directives(messages)
-        latency = int(directives.get("latency_ms", self.config.latency_ms))
-        if latency:
-            time.sleep(latency / 1000)
-        if "status" in directives and directives.get("only_model", model) == model:
-            status = int(directives["status"])
-            response = _error(status, f"simulated HTTP {status}", "server_error" if status >= 500 else "error")
-            if "retry_after" in directives:
-                response.headers["Retry-After"] = directives["retry_after"]
+        directives = find_directives(messages)
+        fault = self.fault(model, directives, unlucky)
+        if fault is not None:
+            response = _error(fault.status, fault.message, "server_error" if fault.status >= 500 else "error")
+            if fault.retry_after is not None:
+                response.headers["Retry-After"] = fault.retry_after
             return response
-        if unlucky:
-            return _error(503, "simulated overload", "server_error")
         if "garbage" in directives:
-            return Response("<html>bad gateway</html>", status=200, content_type="text/html")
+            return garbage()
 
-        encoding = ENCODINGS.get(model, "cl100k_base")
-        limit = payload.get("max_completion_tokens") or payload.get("max_tokens")
-        n_tokens = int(directives.get("tokens", self.config.default_tokens))
-        finish = "stop"
-        if limit is not None and n_tokens > int(limit):
-            n_tokens, finish = int(limit), "length"
-        text = self.text_for(messages, n_tokens, encoding)
-        prompt_tokens = tokens.count_chat_tokens(messages, encoding)
-        completion_tokens = tokens.count_text(text, encoding)
+        answer = self.answer(model, messages, payload.get("max_completion_tokens") or payload.get("max_tokens"),
+                             directives)
+        text, finish = answer.text, "length" if answer.truncated else "stop"
         body: dict[str, Any] = {
-            "id": "chatcmpl-sim-" + hashlib.sha256(f"{self.calls}{text}".encode()).hexdigest()[:24],
+            "id": "chatcmpl-sim-" + self.response_id(text),
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model,
@@ -129,9 +194,9 @@ class SimulatedProvider:
                          "logprobs": None, "finish_reason": finish}],
         }
         usage = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
+            "prompt_tokens": answer.prompt_tokens,
+            "completion_tokens": answer.completion_tokens,
+            "total_tokens": answer.prompt_tokens + answer.completion_tokens,
             "prompt_tokens_details": {"cached_tokens": 0},
         }
         if payload.get("stream"):
@@ -143,28 +208,17 @@ class SimulatedProvider:
             body["usage"] = usage
         return Response(json.dumps(body), status=200, content_type="application/json")
 
-
     @staticmethod
     def _chunks(body: dict[str, Any], text: str, finish: str, usage: dict[str, Any] | None,
                 directives: dict[str, str]) -> Iterator[bytes]:
         base = {k: body[k] for k in ("id", "created", "model", "system_fingerprint")}
         base["object"] = "chat.completion.chunk"
-        pause = int(directives.get("chunk_ms", 0)) / 1000
-        fail_after = int(directives["fail_after"]) if "fail_after" in directives else None
-        stall_after = int(directives["stall_after"]) if "stall_after" in directives else None
 
         def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
             return f"data: {json.dumps({**base, 'choices': choices, **extra})}\n\n".encode()
 
         yield event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-        words = text.split(" ")
-        for i, word in enumerate(words):
-            if fail_after is not None and i >= fail_after:
-                raise ConnectionAbortedError("simulated provider failure mid-stream")
-            if stall_after is not None and i >= stall_after:
-                time.sleep(60)
-            if pause:
-                time.sleep(pause)
+        for i, word in paced(text.split(" "), directives):
             yield event([{"index": 0, "delta": {"content": word if i == 0 else " " + word}, "finish_reason": None}])
         yield event([{"index": 0, "delta": {}, "finish_reason": finish}])
         if usage is not None:

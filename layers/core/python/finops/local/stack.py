@@ -3,7 +3,8 @@
 - moto's server in-process on 127.0.0.1:4566 (``AWS_ENDPOINT_URL``), so boto3 and the aws CLI can look in;
 - the same DynamoDB tables the CDK app defines (both come from the PynamoDB models) and the provider
   secrets in its Secrets Manager;
-- a simulated OpenAI-compatible provider standing in for OpenAI and Groq;
+- a simulated provider standing in for OpenAI and Groq (OpenAI's API) and Anthropic (its Messages API);
+  Bedrock is not simulated;
 - the real gateway handler behind an API Gateway proxy-event bridge on 127.0.0.1:8080 (``PORT``).
 """
 
@@ -97,12 +98,17 @@ def seed_keys(path: Path) -> dict[str, str]:
     return keys
 
 
-# The providers the simulator stands in for: the OpenAI-compatible ones. Anthropic and Bedrock speak their
-# own APIs; locally their models are not served (the fallback chains skip them).
-LOCAL_PROVIDERS = {"openai": "finops/providers/openai", "groq": "finops/providers/groq"}
+# The providers the simulator stands in for (name -> API key secret, as in the settings): the OpenAI-compatible
+# ones, and Anthropic's Messages API (its adapter posts to ``<base_url>/messages``, i.e. the simulator's
+# ``/anthropic/v1/messages``). Bedrock (Converse over AWS SigV4) is not simulated: locally its models are not
+# served (the fallback chains skip them).
+LOCAL_PROVIDERS = {"openai": "finops/providers/openai", "groq": "finops/providers/groq",
+                   "anthropic": "finops/providers/anthropic"}
 
 
 def local_providers(provider_url: str, timeout_seconds: float) -> dict[str, ProviderConfig]:
+    """Each provider at ``<simulator>/<name>/v1``: OpenAI's and Groq's ``.../chat/completions``, Anthropic's
+    ``.../messages``."""
     return {name: ProviderConfig(base_url=f"{provider_url}/{name}/v1", secret_name=secret,
                                  timeout_seconds=timeout_seconds, connect_timeout_seconds=2)
             for name, secret in LOCAL_PROVIDERS.items()}
