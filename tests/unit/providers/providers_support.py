@@ -195,12 +195,14 @@ class LocalServer:
             if index == reply.hold_before:
                 handler.wfile.flush()
                 reply.release.wait(5)
+            # Counted before the write: once the client holds a frame, the count includes it (counting after
+            # the write raced the client, which could read the frame before the count moved).
+            reply.frames_sent += 1
             if reply.chunked:
                 handler.wfile.write(f"{len(frame):x}\r\n".encode() + frame + b"\r\n")
             else:
                 handler.wfile.write(frame)
             handler.wfile.flush()
-            reply.frames_sent += 1
         if reply.chunked:
             handler.wfile.write(b"0\r\n\r\n")
         handler.wfile.flush()
