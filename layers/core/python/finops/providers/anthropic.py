@@ -13,7 +13,7 @@ Docs: https://docs.anthropic.com/en/api/messages and .../en/api/messages-streami
 from __future__ import annotations
 
 import base64
-import json
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -38,7 +38,6 @@ from .openai_shapes import (
     tool_call,
     usage_chunk_body,
 )
-from .sse import iter_events
 
 API_VERSION = "2023-06-01"
 
@@ -68,17 +67,7 @@ class AnthropicProvider:
 
     def complete(self, payload: dict[str, Any]) -> Completion:
         body = to_messages_request(payload, self.config.default_max_tokens)
-        headers = self.headers()
-        try:
-            response = self._client.post("messages", json=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise http_errors.from_transport(self.name, exc) from exc
-        if response.status_code >= 400:
-            raise http_errors.from_response(self.name, response)
-        try:
-            message = response.json()
-        except ValueError as exc:
-            raise ProviderUnavailable(self.name, "anthropic answered with a body that is not JSON.") from exc
+        message = http_errors.post_json(self._client, self.name, "messages", body, self.headers())
         if not isinstance(message, dict) or not isinstance(message.get("content"), list):
             raise ProviderUnavailable(self.name, "anthropic answered without content.")
         usage = parse_usage(message.get("usage"))
@@ -86,33 +75,18 @@ class AnthropicProvider:
 
     def stream(self, payload: dict[str, Any]) -> Iterator[StreamChunk]:
         body = {**to_messages_request(payload, self.config.default_max_tokens), "stream": True}
-        headers = {**self.headers(), "Accept": "text/event-stream"}
         state = _StreamState(model=str(payload.get("model", "")))
-        try:
-            with self._client.stream("POST", "messages", json=body, headers=headers) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise http_errors.from_response(self.name, response)
-                for event in iter_events(response.iter_lines()):
-                    yield from state.handle(event.event, self._event_data(event.data))
-                    if state.done:
-                        return
-        except httpx.HTTPError as exc:
-            raise http_errors.from_transport(self.name, exc) from exc
+        events = http_errors.post_events(self._client, self.name, "messages", body, self.headers())
+        with contextlib.closing(events):
+            for event in events:
+                yield from state.handle(event.event, http_errors.event_object(self.name, event.data))
+                if state.done:
+                    return
         raise ProviderUnavailable(self.name, "anthropic ended the stream before message_stop.")
 
     def headers(self) -> dict[str, str]:
         return {"x-api-key": provider_key(self.name, self.config, self.secret_max_age),
                 "anthropic-version": self.config.api_version or API_VERSION}
-
-    def _event_data(self, data: str) -> dict[str, Any]:
-        try:
-            value = json.loads(data)
-        except ValueError as exc:
-            raise ProviderUnavailable(self.name, "anthropic streamed an event that is not JSON.") from exc
-        if not isinstance(value, dict):
-            raise ProviderUnavailable(self.name, "anthropic streamed an event that is not an object.")
-        return value
 
     def close(self) -> None:
         self._client.close()

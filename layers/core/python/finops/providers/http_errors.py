@@ -1,14 +1,17 @@
 """Upstream HTTP failures -> the typed :class:`finops.errors.ProviderError` tree, for the httpx adapters.
 
 One table for every HTTP provider: the status decides, unless the provider names its error type (Anthropic's
-``overloaded_error``, an ``error`` event in a stream that has no status of its own).
+``overloaded_error``, an ``error`` event in a stream that has no status of its own). ``post_json`` and
+``post_events`` are the adapters' one way to call: every transport failure, error status and unreadable body
+comes out typed.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +26,7 @@ from ..errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from .sse import ServerSentEvent, iter_events
 
 MAX_UPSTREAM_MESSAGE = 300
 
@@ -84,6 +88,45 @@ def from_transport(provider: str, exc: httpx.HTTPError) -> ProviderError:
         return ProviderTimeout(provider, f"{provider} did not answer in time ({type(exc).__name__}).")
     return ProviderUnavailable(provider, f"{provider} could not be reached or dropped the connection "
                                          f"({type(exc).__name__}).")
+
+
+def post_json(client: httpx.Client, provider: str, path: str, body: Any, headers: Mapping[str, str]) -> Any:
+    """POST ``body`` and return the parsed JSON answer."""
+    try:
+        response = client.post(path, json=body, headers=dict(headers))
+    except httpx.HTTPError as exc:
+        raise from_transport(provider, exc) from exc
+    if response.status_code >= 400:
+        raise from_response(provider, response)
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ProviderUnavailable(provider, f"{provider} answered with a body that is not JSON.") from exc
+
+
+def post_events(client: httpx.Client, provider: str, path: str, body: Any,
+                headers: Mapping[str, str]) -> Iterator[ServerSentEvent]:
+    """POST ``body`` and yield the server-sent events of the answer as they arrive. Closing the iterator early
+    closes the connection."""
+    try:
+        with client.stream("POST", path, json=body, headers={**headers, "Accept": "text/event-stream"}) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise from_response(provider, response)
+            yield from iter_events(response.iter_lines())
+    except httpx.HTTPError as exc:
+        raise from_transport(provider, exc) from exc
+
+
+def event_object(provider: str, data: str) -> dict[str, Any]:
+    """A streamed event's JSON data, which must be an object."""
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise ProviderUnavailable(provider, f"{provider} streamed an event that is not JSON.") from exc
+    if not isinstance(value, dict):
+        raise ProviderUnavailable(provider, f"{provider} streamed an event that is not an object.")
+    return value
 
 
 def error_details(body: Any) -> tuple[str | None, str]:

@@ -8,7 +8,7 @@ usage-only chunk (``choices == []``) included. A stream that ends without ``data
 
 from __future__ import annotations
 
-import json
+import contextlib
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -20,7 +20,6 @@ from ..settings import ProviderConfig
 from . import http_errors
 from .base import Completion, StreamChunk, api_key
 from .http_errors import MAX_UPSTREAM_MESSAGE
-from .sse import iter_events
 
 __all__ = ["MAX_UPSTREAM_MESSAGE", "OpenAICompatibleProvider", "parse_usage", "provider_key"]
 
@@ -71,17 +70,7 @@ class OpenAICompatibleProvider:
         body = self.prepare(payload)
         body.pop("stream", None)
         body.pop("stream_options", None)
-        headers = self.headers()
-        try:
-            response = self._client.post("chat/completions", json=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise http_errors.from_transport(self.name, exc) from exc
-        if response.status_code >= 400:
-            raise http_errors.from_response(self.name, response)
-        try:
-            answer = response.json()
-        except ValueError as exc:
-            raise ProviderUnavailable(self.name, f"{self.name} answered with a body that is not JSON.") from exc
+        answer = http_errors.post_json(self._client, self.name, "chat/completions", body, self.headers())
         if not isinstance(answer, dict) or not isinstance(answer.get("choices"), list):
             raise ProviderUnavailable(self.name, f"{self.name} answered without choices.")
         return Completion(body=answer, usage=self.usage_of(answer))
@@ -90,27 +79,16 @@ class OpenAICompatibleProvider:
         body = self.prepare(payload)
         body["stream"] = True
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        headers = {**self.headers(), "Accept": "text/event-stream"}
-        try:
-            with self._client.stream("POST", "chat/completions", json=body, headers=headers) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    raise http_errors.from_response(self.name, response)
-                for event in iter_events(response.iter_lines()):
-                    if event.data.strip() == DONE:
-                        return
-                    yield self._chunk(event.data)
-        except httpx.HTTPError as exc:
-            raise http_errors.from_transport(self.name, exc) from exc
+        events = http_errors.post_events(self._client, self.name, "chat/completions", body, self.headers())
+        with contextlib.closing(events):
+            for event in events:
+                if event.data.strip() == DONE:
+                    return
+                yield self._chunk(event.data)
         raise ProviderUnavailable(self.name, f"{self.name} ended the stream before [DONE].")
 
     def _chunk(self, data: str) -> StreamChunk:
-        try:
-            chunk = json.loads(data)
-        except ValueError as exc:
-            raise ProviderUnavailable(self.name, f"{self.name} streamed an event that is not JSON.") from exc
-        if not isinstance(chunk, dict):
-            raise ProviderUnavailable(self.name, f"{self.name} streamed an event that is not an object.")
+        chunk = http_errors.event_object(self.name, data)
         if "error" in chunk:  # an error reported mid-stream, after the 200
             raise self._stream_error(chunk)
         if not isinstance(chunk.get("choices"), list):
