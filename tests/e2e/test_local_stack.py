@@ -66,9 +66,10 @@ def test_sdk_streaming(sdk, running_stack) -> None:
 
 def test_sdk_models_list(sdk) -> None:
     ids = [m.id for m in sdk.models.list()]
-    # Every catalog model whose provider the local stack simulates (OpenAI, Groq, Anthropic; not Bedrock).
+    # Every catalog model: the local stack simulates every provider (OpenAI, Groq, Anthropic, Bedrock).
     assert ids == ["gpt-4o", "gpt-4o-mini", "gpt-3.5-turbo", "llama-3.3-70b-versatile", "llama-3.1-8b-instant",
-                   "claude-sonnet-4-5", "claude-haiku-4-5"]
+                   "claude-sonnet-4-5", "claude-haiku-4-5", "bedrock/claude-sonnet-4-5", "bedrock/claude-haiku-4-5",
+                   "bedrock/nova-pro", "bedrock/nova-lite", "bedrock/llama-3-3-70b"]
 
 
 def test_sdk_missing_tags_raise_bad_request(running_stack, tagged_headers) -> None:

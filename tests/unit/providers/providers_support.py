@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from eventstream_encoder import encode_message
+from finops.local.eventstream import encode_message
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "providers"
 HOP_BY_HOP = {"content-length", "transfer-encoding", "connection"}

@@ -1,6 +1,6 @@
 """The Bedrock Converse adapter with a real boto3 ``bedrock-runtime`` client against a 127.0.0.1 HTTP server
 replaying recorded responses: botocore signs the request, parses JSON errors, and decodes the binary event
-stream (encoded by ``eventstream_encoder`` from the recorded events) with its own parser."""
+stream (encoded by ``finops.local.eventstream`` from the recorded events) with its own parser."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
-from eventstream_encoder import encode_message
 from finops.errors import (
     ProviderAuthError,
     ProviderBadRequest,
@@ -21,6 +20,7 @@ from finops.errors import (
     ProviderTimeout,
     ProviderUnavailable,
 )
+from finops.local.eventstream import encode_message
 from finops.pricing import Usage, load_catalog
 from finops.providers import bedrock
 from finops.providers.bedrock import BedrockProvider, parse_usage, to_converse_request

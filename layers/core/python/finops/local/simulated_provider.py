@@ -1,5 +1,6 @@
-"""A simulated provider for the local stack and the tests: OpenAI's chat-completions API, and Anthropic's
-Messages API under ``/anthropic/`` (:mod:`finops.local.simulated_anthropic`).
+"""A simulated provider for the local stack and the tests: OpenAI's chat-completions API, Anthropic's Messages
+API under ``/anthropic/`` (:mod:`finops.local.simulated_anthropic`) and Bedrock's Converse API under ``/bedrock/``
+(:mod:`finops.local.simulated_bedrock`).
 
 Deterministic text (seeded by the prompt), usage counted with tiktoken, configurable latency and error
 rate. Streams (``stream: true``) like OpenAI: a role chunk, one chunk per word, the finish chunk, and a
@@ -7,13 +8,14 @@ usage chunk when ``stream_options.include_usage`` asks for it. A message may car
 behaviour, e.g. ``[[sim:status=503]]`` (with ``[[sim:only_model=gpt-4o]]``: only for that model),
 ``[[sim:retry_after=1]]``, ``[[sim:latency_ms=2500]]``, ``[[sim:no_usage]]``, ``[[sim:tokens=40]]``,
 ``[[sim:chunk_ms=50]]`` (pause between streamed chunks), ``[[sim:fail_after=5]]`` (drop the connection after
-5 content chunks) or ``[[sim:stall_after=5]]`` (stop sending, connection open, after 5 chunks). Both APIs
+5 content chunks) or ``[[sim:stall_after=5]]`` (stop sending, connection open, after 5 chunks). All three APIs
 obey the same directives.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import random
 import re
@@ -34,7 +36,8 @@ WORDS = (
 ).split()
 DIRECTIVE = re.compile(r"\[\[sim:([a-z_]+)(?:=([A-Za-z0-9._-]+))?\]\]")
 ENCODINGS = {"gpt-4o": "o200k_base", "gpt-4o-mini": "o200k_base"}
-ANTHROPIC_PREFIX = "/anthropic/"
+# Path prefix -> the module simulating that provider's own API (imported on first use: each builds on this one).
+NATIVE_APIS = {"/anthropic/": "simulated_anthropic", "/bedrock/": "simulated_bedrock"}
 
 
 @dataclass
@@ -157,10 +160,9 @@ class SimulatedProvider:
         with self._lock:
             self.calls += 1
             unlucky = self._random.random() < self.config.error_rate
-        if request.path.startswith(ANTHROPIC_PREFIX):
-            from . import simulated_anthropic  # imported here: it builds on this module
-
-            return simulated_anthropic.dispatch(self, request, unlucky)
+        for prefix, module in NATIVE_APIS.items():
+            if request.path.startswith(prefix):
+                return importlib.import_module(f"{__package__}.{module}").dispatch(self, request, unlucky)
         if request.method != "POST" or not request.path.endswith("/chat/completions"):
             return _error(404, "not found", "invalid_request_error")
         if not request.headers.get("Authorization", "").startswith("Bearer "):

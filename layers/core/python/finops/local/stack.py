@@ -3,8 +3,8 @@
 - moto's server in-process on 127.0.0.1:4566 (``AWS_ENDPOINT_URL``), so boto3 and the aws CLI can look in;
 - the same DynamoDB tables the CDK app defines (both come from the PynamoDB models) and the provider
   secrets in its Secrets Manager;
-- a simulated provider standing in for OpenAI and Groq (OpenAI's API) and Anthropic (its Messages API);
-  Bedrock is not simulated;
+- a simulated provider standing in for OpenAI and Groq (OpenAI's API), Anthropic (its Messages API) and
+  Bedrock (its Converse API, reached by botocore);
 - the real gateway handler behind an API Gateway proxy-event bridge on 127.0.0.1:8080 (``PORT``).
 """
 
@@ -98,20 +98,19 @@ def seed_keys(path: Path) -> dict[str, str]:
     return keys
 
 
-# The providers the simulator stands in for (name -> API key secret, as in the settings): the OpenAI-compatible
-# ones, and Anthropic's Messages API (its adapter posts to ``<base_url>/messages``, i.e. the simulator's
-# ``/anthropic/v1/messages``). Bedrock (Converse over AWS SigV4) is not simulated: locally its models are not
-# served (the fallback chains skip them).
-LOCAL_PROVIDERS = {"openai": "finops/providers/openai", "groq": "finops/providers/groq",
-                   "anthropic": "finops/providers/anthropic"}
+# The providers the simulator stands in for (name -> API key secret, as in the settings; Bedrock has none, it
+# signs with the local AWS credentials) and the root of each one's API on the simulator: the OpenAI-compatible
+# ones' ``.../chat/completions`` and Anthropic's ``.../messages`` under ``/<name>/v1``, Bedrock's
+# ``/model/{id}/converse[-stream]`` under ``/bedrock`` (boto3's endpoint_url).
+LOCAL_PROVIDERS = {"openai": ("finops/providers/openai", "/openai/v1"), "groq": ("finops/providers/groq", "/groq/v1"),
+                   "anthropic": ("finops/providers/anthropic", "/anthropic/v1"), "bedrock": (None, "/bedrock")}
 
 
 def local_providers(provider_url: str, timeout_seconds: float) -> dict[str, ProviderConfig]:
-    """Each provider at ``<simulator>/<name>/v1``: OpenAI's and Groq's ``.../chat/completions``, Anthropic's
-    ``.../messages``."""
-    return {name: ProviderConfig(base_url=f"{provider_url}/{name}/v1", secret_name=secret,
+    """Every provider aimed at the simulator."""
+    return {name: ProviderConfig(base_url=provider_url + root, secret_name=secret,
                                  timeout_seconds=timeout_seconds, connect_timeout_seconds=2)
-            for name, secret in LOCAL_PROVIDERS.items()}
+            for name, (secret, root) in LOCAL_PROVIDERS.items()}
 
 
 def seed_secrets() -> None:

@@ -3,7 +3,8 @@
 Each message: a 12-byte prelude (total length, headers length, CRC32 of those 8 bytes; big-endian), the
 headers (name length: 1 byte, name, value type 7 = string, value length: 2 bytes, value), the payload, and a
 CRC32 of everything before it. https://docs.aws.amazon.com/AmazonS3/latest/API/RESTSelectObjectAppendix.html
-(the same framing Bedrock's ConverseStream uses). Only string headers: all Bedrock sends.
+(the same framing Bedrock's ConverseStream uses). Only string headers: all Bedrock sends. Used by the local
+Bedrock simulation and by the adapter's tests.
 """
 
 from __future__ import annotations
