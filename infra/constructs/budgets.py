@@ -101,7 +101,7 @@ class Budgets(Construct):
         self.alerts.grant_publish(grantee)
 
     def grant_reconcile(self, grantee: iam.IGrantable, ledger: LedgerTable) -> None:
-        """``Reconciler.run``: Scan for expired reservations, UpdateItem to resolve them, GetItem; the
+        """``Reconciler.run`` and ``.restore``: Scan for reservations, UpdateItem to resolve them, GetItem; the
         ledger row for each (conditional PutItem, GetItem)."""
         self.table.grant(grantee, ["dynamodb:Scan", "dynamodb:UpdateItem", "dynamodb:GetItem"])
         ledger.grant_append(grantee)

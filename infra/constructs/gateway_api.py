@@ -105,6 +105,7 @@ class GatewayApi(Construct):
         throttling_burst_limit: int = 200,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.log_groups: list[logs.LogGroup] = []  # both functions' (where their ledger_spill records land)
         self.function = self._function(self, layers, ledger, keys, budgets, code_dir)
         # Chat completions stream through a second function (the runtime loop that can stream); with
         # streaming=False they go to the buffered function, which answers stream:true with one SSE body.
@@ -148,6 +149,7 @@ class GatewayApi(Construct):
         )
         if not stream:
             self.log_group = built.log_group
+        self.log_groups.append(built.log_group)
         return built.function
 
     @staticmethod

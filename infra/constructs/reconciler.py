@@ -1,4 +1,5 @@
-"""The reservation reconciler (``functions/reconciler``), run every 5 minutes by EventBridge Scheduler."""
+"""The reservation reconciler (``functions/reconciler``), run every 5 minutes by EventBridge Scheduler, and the
+restorer of spilled ledger rows, fed by a CloudWatch Logs subscription on the gateway's ``ledger_spill`` records."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_logs_destinations as logs_destinations
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as targets
 from constructs import Construct
@@ -19,6 +22,8 @@ from infra.runtime import ROOT
 
 RECONCILER_FUNCTION_DIR = ROOT / "functions" / "reconciler"
 PERIOD = Duration.minutes(5)
+# The gateway logs a row DynamoDB would not take as a Powertools JSON line whose message is ``ledger_spill``.
+SPILL_PATTERN = logs.FilterPattern.string_value("$.message", "=", "ledger_spill")
 
 
 class _InvokeUnqualified(targets.LambdaInvoke):
@@ -44,6 +49,11 @@ class Reconciler(Construct):
     conditionally), so there is no reserved concurrency; the timeout stays below the period anyway.
     A missed run costs nothing but latency: the next one, 5 minutes later, picks the same reservations
     up, hence no Lambda async retries and no dead-letter queue.
+
+    ``restore_from``: the gateway's log groups; a subscription filter sends their ``ledger_spill`` records to
+    the same function, which writes the rows back and settles their reservations with the real cost. If a
+    delivery fails, the reservation expires and the scheduled run books it at its worst case (the record stays
+    in the retained log for a manual ``finops reconcile --spill``).
     """
 
     def __init__(
@@ -54,13 +64,15 @@ class Reconciler(Construct):
         layers: Sequence[lambda_.ILayerVersion],
         budgets: Budgets,
         ledger: LedgerTable,
+        restore_from: Sequence[logs.ILogGroup] = (),
         code_dir: Path = RECONCILER_FUNCTION_DIR,
     ) -> None:
         super().__init__(scope, construct_id)
         built = finops_function(
             self,
             code_dir=code_dir,
-            description="FinOps budgets: book or release reservations that outlived their gateway call",
+            description=("FinOps budgets: book or release reservations that outlived their gateway call; restore "
+                         "spilled ledger rows"),
             role_description="FinOps reconciler function: its log group, X-Ray, the budgets and ledger tables",
             layers=layers,
             memory_size=512,
@@ -76,6 +88,11 @@ class Reconciler(Construct):
         )
         self.function, self.log_group = built.function, built.log_group
         budgets.grant_reconcile(self.function, ledger)
+        # LambdaDestination grants logs.amazonaws.com the invoke, scoped to each log group's ARN.
+        self.spill_subscriptions = [
+            logs.SubscriptionFilter(self, f"SpillSubscription{i}", log_group=log_group, filter_pattern=SPILL_PATTERN,
+                                    destination=logs_destinations.LambdaDestination(self.function))
+            for i, log_group in enumerate(restore_from)]
 
         # Own role (instead of the stack-wide SchedulerRoleForTarget-*) with the same confused-deputy
         # guards: only EventBridge Scheduler, for schedules of this account's default group.

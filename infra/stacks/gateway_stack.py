@@ -48,7 +48,7 @@ class GatewayStack(Stack):
                                   budgets=self.budgets, secrets=self.secrets)
         self.admin = AdminApi(self, "Admin", api=self.gateway.api, layers=self.layers.all, keys=self.keys)
         self.reconciler = Reconciler(self, "Reconciler", layers=self.layers.all, budgets=self.budgets,
-                                     ledger=self.ledger)
+                                     ledger=self.ledger, restore_from=self.gateway.log_groups)
         self.chargeback = Chargeback(self, "Chargeback", layers=self.layers.for_chargeback, ledger=self.ledger,
                                      encryption_key=self.key)
 

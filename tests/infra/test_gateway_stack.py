@@ -606,6 +606,25 @@ def test_reconciler_runs_every_five_minutes_on_eventbridge_scheduler(synth: Synt
         {"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": _getatt(function_id)}]]
 
 
+def test_the_gateways_spilled_ledger_rows_are_delivered_to_the_reconciler(synth: Synth) -> None:
+    function_id = synth.id_of(FUNCTION, "ReconcilerFunction")
+    gateway_logs = {synth.id_of("AWS::Logs::LogGroup", f"{prefix}Logs")
+                    for prefix in ("GatewayFunction", "GatewayStreamFunction")}
+    filters = synth.resources("AWS::Logs::SubscriptionFilter").values()
+    # One filter per gateway function's log group, nothing else subscribed, each to the reconciler.
+    assert {f["Properties"]["LogGroupName"]["Ref"] for f in filters} == gateway_logs and len(filters) == 2
+    for f in filters:
+        assert f["Properties"]["DestinationArn"] == _getatt(function_id)
+        assert f["Properties"]["FilterPattern"] == '{ $.message = "ledger_spill" }'
+    # CloudWatch Logs may invoke the reconciler, for those log groups only.
+    permissions = [p["Properties"] for p in synth.resources("AWS::Lambda::Permission").values()
+                   if p["Properties"]["Principal"] == "logs.amazonaws.com"]
+    assert len(permissions) == 2
+    assert all(p["FunctionName"] == _getatt(function_id) and p["Action"] == "lambda:InvokeFunction"
+               for p in permissions)
+    assert {p["SourceArn"]["Fn::GetAtt"][0] for p in permissions} == gateway_logs
+
+
 # --- REST API -----------------------------------------------------------------------------------------
 
 

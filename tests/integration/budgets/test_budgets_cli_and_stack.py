@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import stat
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from finops.budgets.policy import load_policy
 from finops.budgets.store import BucketStore
 from finops.gateway import factory
 from finops.keys.service import KeyRecord
+from finops.ledger import spill
+from finops.ledger.entry import LedgerEntry
 from finops.local import stack
 from finops.tags import CostTags
 
@@ -97,6 +100,36 @@ def test_reconciler_handler_releases_with_the_release_policy(bstack: BudgetStack
     refunded = bstack.tat("bucket#key#vk_cli")
     assert refunded is not None and refunded < tat
     assert bstack.invoke("reconciler", {}) == {"booked": 0, "released": 0, "already_settled": 0}
+
+
+def test_reconcile_cli_restores_spilled_rows_from_log_lines(bstack: BudgetStack, capsys: pytest.CaptureFixture[str],
+                                                           tmp_path: Path) -> None:
+    """``finops reconcile --spill FILE``: the manual path for ledger_spill records (as `aws logs filter-log-events`
+    prints them, other lines mixed in): the row is written and its reservation settled with the row's cost."""
+    _, tat = _crashed_call(bstack, "req-spill")
+    spilled = LedgerEntry(
+        request_id="req-spill", ts=datetime.now(UTC), project_id="checkout-web", user_id="alice",
+        environment="production", department_id="x", requested_model="gpt-4o-mini", model="gpt-4o-mini",
+        provider="openai", input_tokens=100, output_tokens=20, cost_usd=Decimal("0.01"), reserved_usd=Decimal("0.05"),
+        price_version="2026-11-01", status="ok", http_status=200, key_id="vk_cli", tier="free")
+    line = json.dumps({"level": "ERROR", "message": "ledger_spill", **spill.record(spilled, RuntimeError("throttled"))})
+    log = tmp_path / "spills.log"
+    log.write_text(f'{{"level":"INFO","message":"request served"}}\n2026-12-02T07:00:00.000Z\tabc\t{line}\n')
+
+    holding = [i["pk"]["S"] for i in bstack.ddb.scan(TableName=bstack.tables.budgets)["Items"] if "r_req-spill" in i]
+    assert len(holding) >= 2  # the key's budget and the breaker's spend, at least
+
+    assert json.loads(run(capsys, "reconcile", "--spill", str(log))) == {
+        "restored": 1, "present": 0, "settled": len(holding)}
+    row = bstack.entry("req-spill")
+    assert (row.status, row.cost_usd, row.input_tokens) == ("ok", Decimal("0.01"), 100)
+    refunded = bstack.tat("bucket#key#vk_cli")
+    assert refunded is not None and refunded < tat  # 0.04 of the 0.05 reserved came back
+    assert not [i for i in bstack.ddb.scan(TableName=bstack.tables.budgets)["Items"] if "r_req-spill" in i]
+    # Replaying is a no-op, and the scheduled run finds nothing left to book.
+    assert json.loads(run(capsys, "reconcile", "--spill", str(log))) == {"restored": 0, "present": 1, "settled": 0}
+    assert bstack.tat("bucket#key#vk_cli") == refunded
+    assert json.loads(run(capsys, "reconcile")) == {"booked": 0, "released": 0, "already_settled": 0}
 
 
 # --- the local stack's keys -------------------------------------------------------------------------------------------

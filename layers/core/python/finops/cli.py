@@ -72,7 +72,13 @@ def _reconcile(args: argparse.Namespace) -> int:
 
     from .gateway.factory import reconciler
 
-    summary = reconciler().run(time.time())
+    if args.spill is not None:  # log lines holding ledger_spill records (e.g. `aws logs filter-log-events`)
+        from .ledger import spill
+
+        with sys.stdin if args.spill == "-" else open(args.spill, encoding="utf-8") as fh:
+            summary = reconciler().restore(spill.entries(fh))
+    else:
+        summary = reconciler().run(time.time())
     print(json.dumps(summary.__dict__))
     return 0
 
@@ -104,7 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("key_id")
     keys.set_defaults(func=_keys)
 
-    reconcile = sub.add_parser("reconcile", help="book or release expired budget reservations once")
+    reconcile = sub.add_parser("reconcile", help="book or release expired budget reservations once, or restore "
+                                                 "spilled ledger rows")
+    reconcile.add_argument("--spill", metavar="FILE", help="restore the ledger_spill records in these log lines "
+                                                          "(- for stdin) instead")
     reconcile.set_defaults(func=_reconcile)
 
     from .chargeback.cli import add_commands as add_chargeback_commands

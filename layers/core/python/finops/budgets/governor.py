@@ -42,6 +42,34 @@ def _remaining(cell: Cell, state: int | None, now: int) -> Decimal:
     return gcra.remaining(state, now, cell.capacity, cell.period_us)
 
 
+CAP_PREFIX = "cap#"  # request-cap items: a reserved request is counted, whatever the call cost
+
+
+def units_used(inc: int, counted: bool, worst: Decimal, actual: Decimal, succeeded: bool) -> int:
+    """Units a reserved cell of ``inc`` units consumed, for a call reserved at ``worst`` that cost ``actual``:
+    nothing if it failed; all of it for a counted cell (a request cap counts the call); otherwise the share
+    actual/worst, rounded up (above the reservation when the call cost more)."""
+    if not succeeded:
+        return 0
+    if counted:
+        return inc
+    if worst <= 0:
+        return 0
+    return int((Decimal(inc) * actual / worst).to_integral_value(rounding="ROUND_CEILING"))
+
+
+def cost_shares(worst: Sequence[Decimal], actual: Decimal) -> list[Decimal]:
+    """A stream's cost split over its reservation and its extensions (reserved at ``worst``): each covers the
+    cost in turn, the first also any overrun."""
+    remaining, shares = actual, []
+    for reserved in worst:
+        share = min(remaining, reserved)
+        shares.append(share)
+        remaining -= share
+    shares[0] += remaining
+    return shares
+
+
 def utc_day(now_us: int) -> tuple[str, int]:
     """The UTC day containing ``now_us`` and the microsecond at which it ends."""
     day_start = now_us - now_us % gcra.DAY_US
@@ -75,14 +103,7 @@ class Ticket:
 
     def used(self, cell: Cell, actual: Decimal, succeeded: bool) -> int:
         """Units ``cell`` consumed for a call that cost ``actual`` (0 if it failed)."""
-        if not succeeded:
-            return 0
-        if cell.is_counter or cell.kind == "cap":
-            return cell.inc
-        if self.worst_usd <= 0:
-            return 0
-        # The reserved share actual/worst, rounded up; above the reservation when the call cost more.
-        return int((Decimal(cell.inc) * actual / self.worst_usd).to_integral_value(rounding="ROUND_CEILING"))
+        return units_used(cell.inc, cell.is_counter or cell.kind == "cap", self.worst_usd, actual, succeeded)
 
     def tax_on(self, actual: Decimal) -> Decimal:
         """Tax-mode surcharge: the part of ``actual`` that landed above a taxed scope's daily budget, times
@@ -151,7 +172,7 @@ class BudgetGovernor:
         cap = tier.request_caps.get(model)
         if cap:  # requests per UTC calendar day: a counter item per day, expiring after two
             day, window_end = utc_day(now_us)
-            cells.append(Cell(pk=f"cap#{key.key_id}#{model}#{day}", attr="n", inc=1, period_us=gcra.DAY_US,
+            cells.append(Cell(pk=f"{CAP_PREFIX}{key.key_id}#{model}#{day}", attr="n", inc=1, period_us=gcra.DAY_US,
                               capacity=Decimal(cap), kind="cap", scope=f"key:{key.key_id}:{model}", refundable=True,
                               window_end_us=window_end, ttl_s=2 * 86_400))
         breaker = tier.breaker
@@ -272,12 +293,7 @@ class BudgetGovernor:
         """Settle a stream's reservation and its extensions: each covers the cost in turn, the first also any
         overrun, and the ledger row is written with the first (extensions first, so a crash in between leaves
         the row's reservation to the reconciler, never a row without its charge)."""
-        remaining, shares = actual, []
-        for ticket in tickets:
-            share = min(remaining, ticket.worst_usd)
-            shares.append(share)
-            remaining -= share
-        shares[0] += remaining
+        shares = cost_shares([t.worst_usd for t in tickets], actual)
         for ticket, share in reversed(list(zip(tickets[1:], shares[1:], strict=True))):
             self.settle(ticket, share, succeeded, None)
         return self.settle(tickets[0], shares[0], succeeded, ledger_item)

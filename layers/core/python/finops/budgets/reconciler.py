@@ -6,10 +6,18 @@ Every reservation carries an expiry. After it passes, the scheduled reconciler e
 - ``release``s it: the bucket gets the amount back and the ledger row records cost 0.
 Either way the row is written once (idempotent on request id) and the reservation is removed, so no
 reservation outlives ``reservation_ttl_seconds`` by more than one reconciler period.
+
+A call whose settle write failed (budget store throttled or down) logged its row as ``ledger_spill`` and still
+holds its reservation. :meth:`Reconciler.restore` takes those rows (a CloudWatch Logs subscription delivers
+them): it writes each row and settles the reservations of its call with the row's cost, as the failed write
+would have. A row restored after its reservation expired finds the reconciler's row: the ledger is immutable,
+so that one stands.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,6 +28,7 @@ from aws_lambda_powertools import Logger
 from ..ledger.entry import LedgerEntry
 from ..ledger.repository import LedgerRepository
 from ..tags import UNALLOCATED
+from .governor import CAP_PREFIX, cost_shares, units_used
 from .store import BucketStore
 
 logger = Logger(child=True)
@@ -30,6 +39,13 @@ class ReconcileSummary:
     booked: int = 0
     released: int = 0
     already_settled: int = 0
+
+
+@dataclass
+class RestoreSummary:
+    restored: int = 0  # spilled rows written to the ledger
+    present: int = 0  # spilled rows the ledger already had (written after all, or booked by the reconciler)
+    settled: int = 0  # reservations settled with a restored row's cost
 
 
 def _entry(request_id: str, payload: dict[str, Any], policy: str, price_version: str) -> LedgerEntry:
@@ -76,3 +92,44 @@ class Reconciler:
             logger.info("reservation reconciled", extra={"pk": pk, "request_id": request_id,
                                                          "policy": self.policy})
         return summary
+
+    def restore(self, entries: Iterable[LedgerEntry]) -> RestoreSummary:
+        """Write spilled rows back (idempotent) and settle the reservations their calls still hold."""
+        summary = RestoreSummary()
+        entries = list(entries)
+        if not entries:
+            return summary
+        held: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # request id -> (item, reservation), expired or not
+        for pk, request_id, payload in self.store.expired_reservations(math.inf):
+            held.setdefault(request_id, []).append((pk, payload))
+        for entry in entries:
+            row: LedgerEntry | None = entry
+            if self.ledger.append(entry):
+                summary.restored += 1
+            else:
+                summary.present += 1
+                row = self.ledger.get(entry.request_id)
+            if row is not None and row.status != "reconciled":  # a reconciler row settled its reservation itself
+                summary.settled += self._settle(row, held)
+        logger.info("spilled rows restored", extra=summary.__dict__)
+        return summary
+
+    def _settle(self, row: LedgerEntry, held: dict[str, list[tuple[str, dict[str, Any]]]]) -> int:
+        """Settle ``row``'s reservation and its stream extensions (``<id>+<n>``) as the gateway would have
+        (:meth:`BudgetGovernor.settle_all`): each takes its share of the cost in turn, the first any overrun."""
+        extensions = sorted((int(rid.rpartition("+")[2]), rid) for rid in held
+                            if rid.startswith(row.request_id + "+") and rid.rpartition("+")[2].isdigit())
+        tickets = [rid for rid in (row.request_id, *(rid for _, rid in extensions)) if rid in held]
+        if not tickets:
+            return 0
+        worst = [Decimal(str(held[rid][0][1].get("worst_usd", "0"))) for rid in tickets]
+        shares = cost_shares(worst, row.cost_usd)
+        succeeded = row.http_status == 200  # the gateway settles a failed attempt with nothing used
+        settled = 0
+        for rid, reserved, share in zip(tickets, worst, shares, strict=True):
+            for pk, payload in held[rid]:
+                counted = pk.startswith(CAP_PREFIX)  # a request cap counts the call
+                refund = {attr: int(inc) - units_used(int(inc), counted, reserved, share, succeeded)
+                          for attr, inc in payload.get("cells", {}).items()}
+                settled += self.store.resolve_reservation(pk, rid, refund)
+        return settled

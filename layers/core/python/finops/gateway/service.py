@@ -41,7 +41,7 @@ from ..tags import UNALLOCATED, CostTags, header, resolve_tags
 from . import headers as h
 from .fallback import Attempt, AttemptPlan, chain_for
 from .sse import completion_to_sse
-from .streaming import StreamingResponse, StreamSession
+from .streaming import SessionEvents, StreamingResponse, StreamSession
 
 logger = Logger(child=True)
 
@@ -179,10 +179,16 @@ class ChatGateway:
              streaming: bool = False) -> GatewayResponse | StreamingResponse:
         """One chat completion. ``streaming``: the transport can stream (the response-streaming function), so
         ``stream: true`` is answered as the provider produces; otherwise it gets the whole SSE body at once."""
-        call = self._prepare(request, request_headers, request_id)
-        if request.stream and streaming:
-            return self._stream(call)
-        return self._complete(call)
+        try:
+            call = self._prepare(request, request_headers, request_id)
+            if request.stream and streaming:
+                return self._stream(call)
+            return self._complete(call)
+        except FinOpsError:
+            raise
+        except Exception as exc:  # a bug: the caller gets a typed 500 in OpenAI's envelope, not a traceback
+            logger.exception("chat completion crashed")
+            raise InternalError("The gateway failed to handle the request.") from exc
 
     def _prepare(self, request: ChatCompletionRequest, request_headers: Mapping[str, str],
                  request_id: str) -> Call:
@@ -220,11 +226,17 @@ class ChatGateway:
                               lambda price, provider: provider.complete(request.provider_payload(price.upstream_id)))
         completion: Completion = done.result
         price = done.attempt.price
-        usage, source = completion.usage, "provider"
-        if usage is None:
-            usage, source = self._count_usage(done.prompt_tokens, price, completion.body), "estimated"
-        cost = price.cost(usage)
-        entry = self.ledger_entry(call, done, usage=usage, cost=cost, status="ok", http_status=200, usage_source=source)
+        try:
+            usage, source = completion.usage, "provider"
+            if usage is None:
+                usage, source = self._count_usage(done.prompt_tokens, price, completion.body), "estimated"
+            entry = self.ledger_entry(call, done, usage=usage, cost=price.cost(usage), status="ok", http_status=200,
+                                      usage_source=source)
+        except Exception:  # the provider answered (and was paid) but metering it failed: book, never drop
+            logger.exception("metering failed: the call is booked at its reserved worst case")
+            usage = completion.usage or Usage(prompt_tokens=done.prompt_tokens)
+            entry = self.booked_entry(call, done, usage, done.ticket.worst_usd, status="ok")
+        cost = entry.cost_usd
         out_headers = {**call.headers, **self.settle([done.ticket], entry, succeeded=True)}
         out_headers[h.COST] = format_usd(cost)
         body = completion.body
@@ -251,7 +263,7 @@ class ChatGateway:
         done = self._attempts(call, reserve, open_stream)
         session = StreamSession(self, call, done, reserved_tokens=reserve, extendable=limit is None)
         headers = {**call.headers, **done.ticket.headers}
-        return StreamingResponse(200, headers, session.events())
+        return StreamingResponse(200, headers, SessionEvents(session))
 
     def _attempts(self, call: Call, output_limit: int | None,
                   invoke: Callable[[ModelPrice, ChatProvider], Any]) -> Done:
@@ -329,19 +341,33 @@ class ChatGateway:
                 "key_id": key.key_id, "tier": key.tier, "ts": started.isoformat()}
 
     def settle(self, tickets: list[Ticket], entry: LedgerEntry, succeeded: bool) -> dict[str, str]:
-        """Refund the reservation(s) and write the ledger row in one write; never loses the row."""
+        """Refund the reservation(s) and write the ledger row in one write; never loses the row, never raises."""
         try:
             return self.governor.settle_all(tickets, entry.cost_usd, succeeded, self.ledger.item(entry))
-        except StoreUnavailable as exc:
-            # The reservation stays until the reconciler books or releases it; the row goes to the log.
+        except Exception as exc:
+            if not isinstance(exc, StoreUnavailable):
+                logger.exception("settlement crashed")
+            # The reservation stays until the row is restored from the log (the reconciler then settles it with
+            # the row's cost) or it expires (the reconciler books or releases it).
             self.ledger.spill(entry, exc)
             return {}
 
+    def booked_entry(self, call: Call, done: Done, usage: Usage, reserved: Decimal, *, status: str,
+                     error_code: str | None = None) -> LedgerEntry:
+        """The row of an attempt that answered but could not be metered (counting or pricing failed): booked
+        at what was reserved for it, as the reconciler books a call it cannot measure."""
+        return self.ledger_entry(call, done, usage=usage, cost=reserved, status=status, http_status=200,
+                                 error_code=error_code or "metering_failed", usage_source="reservation",
+                                 counterfactual=reserved)
+
     def ledger_entry(self, call: Call, done: Done, *, usage: Usage, cost: Decimal, status: str, http_status: int,
-                     error_code: str | None = None, usage_source: str = "provider") -> LedgerEntry:
+                     error_code: str | None = None, usage_source: str = "provider",
+                     counterfactual: Decimal | None = None) -> LedgerEntry:
         """The ledger row of one attempt (``done``) of ``call``."""
         price, route, tags, key, ticket = done.attempt.price, call.route, call.tags, call.key, done.ticket
         routed = route.routed or route.downgraded
+        if counterfactual is None:
+            counterfactual = self._counterfactual(route, price, usage, cost)
         return LedgerEntry(
             request_id=done.request_id,
             ts=done.started,
@@ -370,7 +396,7 @@ class ChatGateway:
             reserved_usd=ticket.worst_usd,
             tax_usd=ticket.tax_on(cost),
             budget_bypassed=ticket.bypassed,
-            counterfactual_usd=self._counterfactual(route, price, usage, cost),
+            counterfactual_usd=counterfactual,
             route_strategy=("downgrade" if route.downgraded else route.strategy or "tier") if routed else None,
             attempt=done.attempt.number,
             parent_request_id=call.request_id,

@@ -9,7 +9,9 @@ The session owns the call from its first chunk to settlement:
   missing, or the stream is cut short by the client or the provider, the prompt and the delivered text are
   counted with tiktoken;
 - whatever ends the stream (done, client gone, provider error, budget stop, crash), ``finally`` writes the
-  ledger row and settles the reservation and its extensions in the same write.
+  ledger row and settles the reservation and its extensions in the same write; a response closed before its
+  first event (the client went away before the first byte) is settled by :class:`SessionEvents`; if metering
+  fails, the call is booked at what was reserved for it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 
 from ..errors import FinOpsError, InternalError, ProviderError, RateLimited
-from ..pricing import PER_TOKENS
+from ..pricing import PER_TOKENS, Usage
 from ..providers.base import StreamChunk
 from .metering import StreamMeter
 from .sse import DONE
@@ -54,6 +56,7 @@ class StreamSession:
     tickets: list[Ticket] = field(default_factory=list)
     status: str = "ok"
     error_code: str | None = None
+    settled: bool = False
 
     def __post_init__(self) -> None:
         self.tickets = [self.done.ticket]
@@ -63,10 +66,11 @@ class StreamSession:
 
     def events(self) -> Iterator[bytes]:
         chunks, first = self.done.result
+        relayed = _prepend(first, chunks)
         finished = False
         template: dict[str, Any] = {}
         try:
-            for chunk in _prepend(first, chunks):
+            for chunk in relayed:
                 self.meter.add(chunk)
                 body = chunk.body
                 if body is not None and not template:
@@ -99,10 +103,23 @@ class StreamSession:
             self.status, self.error_code = "internal_error", error.code
             yield sse(error.envelope())
         finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-            self._settle(finished)
+            try:
+                _close(relayed)  # closes the provider's stream it is reading from
+                _close(chunks)  # (if it never started)
+            finally:
+                self._settle(finished)
+
+    def abandon(self) -> None:
+        """The response was dropped before its first event: let go of the provider, settle what was delivered
+        (nothing)."""
+        if self.settled:
+            return
+        self.status, self.error_code = "client_disconnected", "client_disconnected"
+        chunks, _ = self.done.result
+        try:
+            _close(chunks)
+        finally:
+            self._settle(False)
 
     def _include_usage(self) -> bool:
         options = self.call.request.stream_options
@@ -131,16 +148,56 @@ class StreamSession:
         return True
 
     def _settle(self, finished: bool) -> None:
-        usage, source = self.meter.usage(finished)
+        if self.settled:
+            return
+        self.settled = True
         price = self.done.attempt.price
-        cost = price.cost(usage)
-        entry = self.gateway.ledger_entry(self.call, self.done, usage=usage, cost=cost, status=self.status,
-                                          http_status=200, error_code=self.error_code, usage_source=source)
         try:
-            self.gateway.settle(self.tickets, entry, succeeded=True)
-        except Exception:  # never let settlement mask the stream's end; the row is in the log
-            logger.exception("stream settlement failed")
-            self.gateway.ledger.spill(entry, RuntimeError("stream settlement failed"))
+            usage, source = self.meter.usage(finished)
+            entry = self.gateway.ledger_entry(self.call, self.done, usage=usage, cost=price.cost(usage),
+                                              status=self.status, http_status=200, error_code=self.error_code,
+                                              usage_source=source)
+        except Exception:  # metering failed: book what was reserved, never drop the row
+            logger.exception("stream metering failed: the call is booked at its reserved worst case")
+            usage = Usage(prompt_tokens=self.done.prompt_tokens, completion_tokens=self.meter.running_output)
+            entry = self.gateway.booked_entry(self.call, self.done, usage, sum(t.worst_usd for t in self.tickets),
+                                              status=self.status, error_code=self.error_code)
+        self.gateway.settle(self.tickets, entry, succeeded=True)  # never raises: a row it cannot write is spilled
+
+
+class SessionEvents:
+    """A session's SSE events, as the transport reads them. Closing it settles the call even if it was never
+    read: a generator closed before its first ``next`` runs no ``finally``, so the client going away before
+    the first byte would otherwise leave the reservation, the provider's stream and the ledger row behind."""
+
+    def __init__(self, session: StreamSession) -> None:
+        self.session = session
+        self._events = session.events()
+        self._started = False
+
+    def __iter__(self) -> SessionEvents:
+        return self
+
+    def __next__(self) -> bytes:
+        self._started = True
+        return next(self._events)
+
+    def close(self) -> None:
+        if not self._started:
+            self._started = True
+            self.session.abandon()
+        self._events.close()
+
+
+def _close(chunks: Any) -> None:
+    """Let go of the provider's stream; a failure to close it must not stop settlement."""
+    close = getattr(chunks, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception:
+        logger.warning("could not close the provider's stream", exc_info=True)
 
 
 def _prepend(first: StreamChunk, rest: Iterator[StreamChunk]) -> Iterator[StreamChunk]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -11,6 +10,8 @@ from pynamodb.exceptions import PutError, PynamoDBException
 
 from .entry import LedgerEntry, utc_iso
 from .model import LedgerRow, bind
+from .spill import SPILL
+from .spill import record as spill_record
 
 logger = Logger(child=True)
 
@@ -50,8 +51,8 @@ class LedgerRepository:
             raise
 
     def spill(self, entry: LedgerEntry, exc: Exception) -> None:
-        logger.error("ledger_spill", extra={"ledger_spill": json.loads(entry.model_dump_json()),
-                                             "error": str(exc)})
+        """Log the whole row (``ledger_spill``); :mod:`.spill` reads it back for the reconciler."""
+        logger.error(SPILL, extra=spill_record(entry, exc))
 
     def get(self, request_id: str) -> LedgerEntry | None:
         try:
