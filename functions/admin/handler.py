@@ -7,6 +7,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from finops.errors import FinOpsError
 from finops.gateway import http
 from finops.gateway.factory import keys
 from finops.keys.service import KeySpec
@@ -14,8 +15,9 @@ from finops.settings import get_settings
 
 logger = Logger()
 tracer = Tracer()
-app = APIGatewayRestResolver(enable_validation=True)
-http.install(app)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=http.json_loads)
+http.install(app, serves="POST and GET /admin/keys, GET and DELETE /admin/keys/{key_id} and "
+                         "POST /admin/keys/{key_id}/rotate")
 
 
 def _actor() -> str:
@@ -57,4 +59,9 @@ def revoke_key(key_id: str):
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    request_id = http.request_id_of(event)
+    try:
+        http.prepare(event, get_settings().max_body_bytes)  # the same body checks as the gateway: 400/413, not 5xx
+    except FinOpsError as exc:
+        return http.proxy_error(exc, request_id)
+    return http.with_request_id(app.resolve(event, context), request_id)

@@ -17,7 +17,7 @@ from finops.settings import get_settings
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics(namespace="FinOpsGateway")
-app = APIGatewayRestResolver(enable_validation=True)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=http.json_loads)
 http.install(app)
 
 
@@ -41,8 +41,9 @@ def chat_completions(request: Annotated[ChatCompletionRequest, Body()]):
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric("Requests", MetricUnit.Count, 1)
+    request_id = http.request_id_of(event)
     try:
         http.prepare(event, get_settings().max_body_bytes)
     except FinOpsError as exc:
-        return http.proxy_error(exc, http.request_id_of(event))
-    return app.resolve(event, context)
+        return http.proxy_error(exc, request_id)
+    return http.with_request_id(app.resolve(event, context), request_id)

@@ -180,3 +180,33 @@ def test_output_limit_prefers_max_completion_tokens() -> None:
 def test_schema_rejects(body: dict) -> None:
     with pytest.raises(ValueError):
         ChatCompletionRequest.model_validate(body)
+
+
+@pytest.mark.parametrize("text", ['{"t": NaN}', '{"t": -Infinity}', '{"t": 1e309}', '{"n": 1' + "0" * 5000 + "}",
+                                  '{"a":' * 5000 + "1" + "}" * 5000, '{"a":' * 100_000, '{"c": "\\ud800"}',
+                                  '{"\\udfff": 1}', b'{"c": "\xff"}'])
+def test_json_loads_raises_only_json_decode_errors(text) -> None:
+    """Found by tests/integration/test_hostile_input_property.py: each escaped the resolver as a 5xx."""
+    with pytest.raises(json.JSONDecodeError):
+        http.json_loads(text)
+
+
+def test_json_loads_keeps_what_json_allows() -> None:
+    assert http.json_loads('{"e": "\\ud83d\\ude00", "s": "\\\\ud800", "f": 1e308, "i": 12}') == {
+        "e": "\U0001f600", "s": "\\ud800", "f": 1e308, "i": 12}
+
+
+def test_check_body_requires_utf8() -> None:
+    with pytest.raises(errors.InvalidRequest, match="UTF-8"):
+        http.check_body({"body": base64.b64encode(b"\x80").decode(), "isBase64Encoded": True}, 100)
+    with pytest.raises(errors.InvalidRequest, match="UTF-8"):
+        http.check_body({"body": "\ud800"}, 100)
+    http.check_body({"body": base64.b64encode("é".encode()).decode(), "isBase64Encoded": True}, 100)
+
+
+def test_with_request_id_adds_the_header_once() -> None:
+    assert http.with_request_id({"statusCode": 200}, "r1")["headers"] == {"X-Request-ID": "r1"}
+    multi = http.with_request_id({"multiValueHeaders": {"Content-Type": ["application/json"]}}, "r2")
+    assert multi["multiValueHeaders"]["X-Request-ID"] == ["r2"]
+    kept = http.with_request_id({"headers": {"x-request-id": "mine"}}, "r3")
+    assert kept["headers"] == {"x-request-id": "mine"}

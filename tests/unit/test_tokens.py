@@ -155,3 +155,11 @@ def test_special_token_text_is_counted_as_text() -> None:
 
 def test_count_text_empty() -> None:
     assert tokens.count_text("", "o200k_base") == 0
+
+
+@pytest.mark.parametrize("tool_calls", [None, 5, "call", [None], [{"function": None}], [{"function": []}], [7]])
+def test_tool_calls_of_any_other_shape_count_nothing_and_never_crash(tool_calls) -> None:
+    """Only well-formed tool calls are counted (the schema refuses the rest at the API; the counter is safe alone)."""
+    msg = {"role": "assistant", "content": None, "tool_calls": tool_calls}
+    assert tokens.count_chat_tokens([msg], "o200k_base") == tokens.count_chat_tokens(
+        [{"role": "assistant", "content": None}], "o200k_base")

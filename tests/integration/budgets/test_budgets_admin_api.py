@@ -94,6 +94,42 @@ def test_unknown_key_id_is_404(bstack: BudgetStack) -> None:
         assert reply.code == "key_not_found"
 
 
+def test_a_key_id_of_another_shape_is_404_without_a_lookup(bstack: BudgetStack, monkeypatch) -> None:
+    """Real DynamoDB refuses an index key over 2,048 bytes (a 500 had it been queried); no id of another shape
+    is ever looked up."""
+    from finops.keys.model import ApiKey
+
+    queried = []
+    monkeypatch.setattr(ApiKey.by_key_id, "query", lambda *a, **kw: queried.append(a) or iter(()))
+    for key_id in ("vk_" + "f" * 3000, "VK_FFFFFFFFFFFF", "vk_fffffffffff", "vk_ffffffffffff0", "vk_gggggggggggg"):
+        for name in ("admin_get_key", "admin_rotate_key", "admin_revoke_key"):
+            reply = admin(bstack, name, key_id)
+            assert (reply.status, reply.code) == (404, "key_not_found"), (name, key_id[:20])
+    assert queried == []
+    admin(bstack, "admin_get_key", "vk_ffffffffffff")
+    assert len(queried) == 1  # the well-formed id still is
+
+
+def test_an_unknown_admin_route_names_the_admin_routes(bstack: BudgetStack) -> None:
+    data = event("admin_list_keys")
+    data["path"] = data["requestContext"]["path"] = "/admin/users"
+    reply = Reply.of_proxy(bstack.invoke("admin", data))
+    assert (reply.status, reply.code) == (404, "not_found")
+    assert "/admin/keys" in reply.body["error"]["message"] and "/v1/" not in reply.body["error"]["message"]
+
+
+def test_a_crash_in_an_admin_route_is_a_typed_500(bstack: BudgetStack, monkeypatch) -> None:
+    from finops.keys.service import KeyService
+
+    def crash(self, include_revoked=False):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(KeyService, "list", crash)
+    reply = admin(bstack, "admin_list_keys")
+    assert (reply.status, reply.code, reply.body["error"]["type"]) == (500, "internal_error", "server_error")
+    assert "secret internals" not in json.dumps(reply.body)
+
+
 def test_rotating_a_revoked_key_is_400(bstack: BudgetStack) -> None:
     key_id = admin(bstack, "admin_create_key").body["key_id"]
     assert admin(bstack, "admin_revoke_key", key_id).status == 200

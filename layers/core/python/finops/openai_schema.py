@@ -13,12 +13,22 @@ from pydantic import BaseModel, ConfigDict, Field
 MODEL_NAME = r"^[A-Za-z0-9._:/-]{1,128}$"
 
 
+class ToolCall(BaseModel):
+    """One of an assistant message's ``tool_calls``: an object whose ``function`` (if any) is an object too.
+    Token counting reads ``function.name`` and ``function.arguments``; any other shape is a 400, not a crash."""
+
+    model_config = ConfigDict(extra="allow")
+
+    function: dict[str, Any] | None = None
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
     name: str | None = Field(default=None, max_length=64)
+    tool_calls: list[ToolCall] | None = None
 
 
 class StreamOptions(BaseModel):

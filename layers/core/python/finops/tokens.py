@@ -98,9 +98,11 @@ def count_chat_tokens(messages: Iterable[Mapping[str, Any]], encoding: str) -> i
                 total += len(enc.encode(value, disallowed_special=()))
                 if key == "name":
                     total += TOKENS_PER_NAME
-            elif key == "tool_calls" and value:
+            elif key == "tool_calls" and isinstance(value, list):
                 for call in value:
-                    fn = call.get("function", {}) if isinstance(call, Mapping) else {}
+                    fn = call.get("function") if isinstance(call, Mapping) else None
+                    if not isinstance(fn, Mapping):
+                        continue
                     total += len(enc.encode(str(fn.get("name", "")), disallowed_special=()))
                     total += len(enc.encode(str(fn.get("arguments", "")), disallowed_special=()))
     return total

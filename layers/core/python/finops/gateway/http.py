@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,12 +19,13 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from ..errors import FinOpsError, InvalidRequest, NotFound, PayloadTooLarge
+from ..errors import FinOpsError, InternalError, InvalidRequest, NotFound, PayloadTooLarge
 from ..openai_schema import ChatCompletionRequest
 from . import headers as h
 
 logger = Logger(child=True)
 JSON = "application/json"
+NOT_UTF8 = "The request body is not valid JSON: it must be UTF-8 text."
 
 
 def request_id_of(event: Mapping[str, Any]) -> str:
@@ -43,12 +46,71 @@ def _describe(errors: Sequence[Mapping[str, Any]]) -> tuple[str, str | None]:
     return "Invalid request: " + "; ".join(parts) + ".", (params[0] if params else None)
 
 
+def _no_constant(token: str) -> Any:
+    raise json.JSONDecodeError(f"{token} is not valid JSON", token, 0)
+
+
+def _finite_float(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):  # 1e309 overflows to inf: not sendable as JSON either
+        raise json.JSONDecodeError(f"number {token[:20]} is out of range", token, 0)
+    return value
+
+
+def json_loads(text: str | bytes) -> Any:
+    """Strict JSON for request bodies (the resolvers' ``json_body_deserializer`` and the streaming function).
+
+    Every way the text can fail to be JSON raises :class:`json.JSONDecodeError`, which Powertools turns into a
+    validation error (a 400): not only syntax errors, but ``NaN``/``Infinity`` and numbers that overflow to
+    infinity (not JSON, and unsendable upstream), unpaired surrogates (unencodable), integers past Python's digit
+    limit (a plain ``ValueError``) and nesting past the recursion limit (``RecursionError``), which would
+    otherwise escape the resolver or fail the provider call: an unhandled 5xx.
+    """
+    doc = text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
+    try:
+        data = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise json.JSONDecodeError("nesting too deep", doc, 0) from None
+    except ValueError as exc:  # an integer with too many digits, undecodable bytes
+        raise json.JSONDecodeError(str(exc), doc, 0) from None
+    if _SURROGATE_ESCAPE.search(doc) and not _is_unicode(data):
+        # "\ud800" alone decodes to a string no UTF-8 encoder accepts (I-JSON, RFC 7493 2.1, forbids it).
+        raise json.JSONDecodeError("unpaired surrogate in a string", doc, 0)
+    return data
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _is_unicode(data: Any) -> bool:
+    """Every string (and key) in ``data`` encodes to UTF-8. Iterative: ``data`` may be deeply nested."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
 def error_response(exc: FinOpsError, request_id: str) -> Response:
     headers = {h.REQUEST_ID: request_id, **exc.headers}
     return Response(status_code=exc.status, content_type=JSON, body=json.dumps(exc.envelope()), headers=headers)
 
 
-def install(app: APIGatewayRestResolver) -> None:
+def install(app: APIGatewayRestResolver, serves: str = "POST /v1/chat/completions and GET /v1/models") -> None:
+    """OpenAI's error envelope for every failure the resolver sees: typed errors, validation errors, unknown
+    routes (naming what this API ``serves``) and, as a typed 500, anything else."""
+
     def rid() -> str:
         return request_id_of(app.current_event.raw_event)
 
@@ -65,8 +127,24 @@ def install(app: APIGatewayRestResolver) -> None:
 
     @app.not_found
     def _not_found(_: Exception) -> Response:
-        return error_response(NotFound("Unknown route. This gateway serves POST /v1/chat/completions and "
-                                       "GET /v1/models."), rid())
+        return error_response(NotFound(f"Unknown route. This API serves {serves}."), rid())
+
+    @app.exception_handler(Exception)
+    def _crash(exc: Exception) -> Response:  # a bug: a typed 500 in the envelope, never a bare Lambda error
+        logger.exception("request crashed")
+        return error_response(InternalError("The gateway failed to handle the request."), rid())
+
+
+def with_request_id(result: dict[str, Any], request_id: str) -> dict[str, Any]:
+    """Every answer carries ``X-Request-ID``, also those built without this module (GET /v1/models, the admin API)."""
+    multi, single = result.get("multiValueHeaders"), result.get("headers")
+    names = {name.lower() for headers in (multi, single) if isinstance(headers, Mapping) for name in headers}
+    if h.REQUEST_ID.lower() not in names:
+        if isinstance(multi, dict):
+            multi[h.REQUEST_ID] = [request_id]
+        else:
+            result["headers"] = {**(single or {}), h.REQUEST_ID: request_id}
+    return result
 
 
 def proxy_error(exc: FinOpsError, request_id: str) -> dict[str, Any]:
@@ -98,11 +176,15 @@ def prepare(event: dict[str, Any], max_bytes: int) -> None:
 
 
 def check_body(event: Mapping[str, Any], max_bytes: int) -> None:
-    """Refuse an oversized or undecodable body before anything parses it."""
+    """Refuse an oversized or undecodable body before anything parses it: JSON text is UTF-8 (RFC 8259), so a
+    body that is not (binary sent base64-encoded, or text with lone surrogates) is a 400, not a crash later."""
     body = event.get("body")
     if body is None:
         return
-    raw = body.encode() if isinstance(body, str) else body
+    try:
+        raw = body.encode() if isinstance(body, str) else body
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(NOT_UTF8) from exc
     if event.get("isBase64Encoded"):
         if len(raw) > (max_bytes * 4) // 3 + 4:
             raise PayloadTooLarge(f"Request body exceeds the gateway limit of {max_bytes} bytes.")
@@ -112,6 +194,10 @@ def check_body(event: Mapping[str, Any], max_bytes: int) -> None:
             raise InvalidRequest("The request body is not valid base64.") from exc
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"Request body exceeds the gateway limit of {max_bytes} bytes.")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(NOT_UTF8) from exc
 
 
 def parse_chat(event: Mapping[str, Any], max_bytes: int) -> ChatCompletionRequest:
@@ -126,8 +212,8 @@ def parse_chat(event: Mapping[str, Any], max_bytes: int) -> ChatCompletionReques
         raise InvalidRequest("The request body is missing.", param="body")
     raw = base64.b64decode(body) if event.get("isBase64Encoded") else body
     try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = json_loads(raw)
+    except ValueError as exc:
         raise InvalidRequest("The request body is not valid JSON.") from exc
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.", param="body")

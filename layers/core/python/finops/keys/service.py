@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import threading
 import time
@@ -17,6 +18,8 @@ from ..tags import ENVIRONMENT_HEADER, PROJECT_HEADER, USER_HEADER, CostTags, is
 from .model import ApiKey, bind
 
 KEY_PREFIX = "sk-fin-"
+KEY_ID_PREFIX, KEY_ID_BYTES = "vk_", 6  # key ids: vk_ + 12 hex digits
+KEY_ID = re.compile(rf"{KEY_ID_PREFIX}[0-9a-f]{{{2 * KEY_ID_BYTES}}}")
 ANY = "*"
 
 
@@ -101,13 +104,15 @@ class KeyService:
         self._validate(spec)
         key = new_key()
         item = self.model(
-            key_hash=hash_key(key), key_id="vk_" + secrets.token_hex(6), name=spec.name, tier=spec.tier,
-            projects=spec.projects, environments=spec.environments, user_id=spec.user_id,
+            key_hash=hash_key(key), key_id=KEY_ID_PREFIX + secrets.token_hex(KEY_ID_BYTES), name=spec.name,
+            tier=spec.tier, projects=spec.projects, environments=spec.environments, user_id=spec.user_id,
             created_at=utc_iso(datetime.now(UTC)))
         item.save(condition=self.model.key_hash.does_not_exist())
         return key, _record(item)
 
     def _by_id(self, key_id: str) -> ApiKey:
+        if not KEY_ID.fullmatch(key_id):  # never sent to DynamoDB (an index key over 2,048 bytes is an error there)
+            raise NotFound("No key with this id.", code="key_not_found", param="key_id")
         for item in self.model.by_key_id.query(key_id):
             return self.model.get(item.key_hash, consistent_read=True)
         raise NotFound("No key with this id.", code="key_not_found", param="key_id")
