@@ -13,7 +13,7 @@ import importlib.util
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -86,10 +86,37 @@ def invoke_streaming(function: str, event: dict[str, Any]) -> StreamedHttpRespon
         lock.release()
         raise
 
-    def body() -> Iterator[bytes]:
+    return StreamedHttpResponse(response.status, response.headers, _Invocation(response.body, lock))
+
+
+class _Invocation:
+    """A streamed body that holds its function's lock until it is exhausted, fails or is closed -- closed before
+    its first chunk too (a generator closed before it starts would run no ``finally``, leaving the function
+    locked and the body unclosed)."""
+
+    def __init__(self, body: Iterable[bytes], lock: threading.Lock) -> None:
+        self._body = body
+        self._chunks = iter(body)
+        self._lock: threading.Lock | None = lock
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
         try:
-            yield from response.body  # closing this generator closes the body it delegates to (PEP 380)
+            return next(self._chunks)
+        except BaseException:  # the end, or a failure: the invocation is over either way
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._lock is None:
+            return
+        lock, self._lock = self._lock, None
+        try:
+            for source in (self._chunks,) if self._chunks is self._body else (self._chunks, self._body):
+                close = getattr(source, "close", None)
+                if close is not None:
+                    close()
         finally:
             lock.release()
-
-    return StreamedHttpResponse(response.status, response.headers, body())
