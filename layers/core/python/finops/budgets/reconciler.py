@@ -11,7 +11,8 @@ A call whose settle write failed (budget store throttled or down) logged its row
 holds its reservation. :meth:`Reconciler.restore` takes those rows (a CloudWatch Logs subscription delivers
 them): it writes each row and settles the reservations of its call with the row's cost, as the failed write
 would have. A row restored after its reservation expired finds the reconciler's row: the ledger is immutable,
-so that one stands.
+so that one stands. Conversely, a scheduled run that finds a reservation whose call already has a row it did
+not write (restored, its settle not yet done) settles it with that row's cost too.
 """
 
 from __future__ import annotations
@@ -72,15 +73,21 @@ class Reconciler:
     def run(self, now_s: float) -> ReconcileSummary:
         summary = ReconcileSummary()
         seen: dict[str, bool] = {}  # request id -> this reservation is ours to book or release
+        rows: dict[str, LedgerEntry] = {}  # request id -> its row, written by someone else
         for pk, request_id, payload in list(self.store.expired_reservations(now_s)):
             if request_id not in seen:
                 written = self.ledger.append(_entry(request_id, payload, self.policy, self.price_version))
                 existing = None if written else self.ledger.get(request_id)
                 # A row from an earlier reconciler run means: carry on with the same policy.
                 seen[request_id] = written or (existing is not None and existing.status == "reconciled")
+                if not seen[request_id] and existing is not None:
+                    rows[request_id] = existing
             if not seen[request_id]:
-                # A row exists that this run did not write: the call was settled; the reservation is stale.
-                self.store.resolve_reservation(pk, request_id, {})
+                # A row exists that the reconciler did not write (restored from the spill log, its settle still
+                # to come): settle the reservation with the row's cost, as that settle would.
+                row = rows.get(request_id)
+                if row is None or not self._settle(row, {request_id: [(pk, payload)]}):
+                    self.store.resolve_reservation(pk, request_id, {})
                 summary.already_settled += 1
                 continue
             refund = {attr: int(inc) for attr, inc in payload.get("cells", {}).items()}
