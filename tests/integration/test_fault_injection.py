@@ -662,6 +662,7 @@ def test_a_throttled_extension_stops_the_stream_and_settles(gateway_env, clock, 
         parsed.extend(sse([chunk]))
         if len(parsed) == 2:  # the call is admitted and streaming: now the budget store throttles
             dynamo.add("reserve", "ThrottlingException")
-    assert any(isinstance(c, dict) and c.get("finops", {}).get("stopped") for c in parsed)
+    [stop] = [c["finops"] for c in parsed if isinstance(c, dict) and c.get("finops", {}).get("stopped")]
+    assert stop["stopped"] == "budget_store_unavailable" and "budget store" in stop["message"]  # not the budget's fault
     [row] = assert_books_balance(gateway_env, clock, pro_key[1], slack=8)
-    assert row.status == "stopped_budget" and row.cost_usd > 0
+    assert (row.status, row.error_code) == ("stopped_unmetered", "budget_store_unavailable") and row.cost_usd > 0

@@ -46,6 +46,12 @@ class StreamingResponse:
     content_type: str = "text/event-stream"
 
 
+STOP_MESSAGES = {
+    "stopped_budget": "The stream was stopped at the budget's hard limit.",
+    "stopped_unmetered": "The stream was stopped: the budget store could not be reached to extend its reservation.",
+}
+
+
 @dataclass
 class StreamSession:
     gateway: ChatGateway
@@ -77,11 +83,11 @@ class StreamSession:
                     template = {k: body.get(k) for k in ("id", "object", "created", "model", "system_fingerprint")}
                 if body is not None and body.get("choices"):
                     yield sse(body)
-                if self.extendable and not self._within_budget():
+                refusal = self._extension_refused() if self.extendable else None
+                if refusal is not None:
                     yield sse({**template, "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}],
-                               "finops": {"stopped": "budget_exceeded",
-                                          "message": "The stream was stopped at the budget's hard limit."}})
-                    self.status, self.error_code = "stopped_budget", "budget_exceeded"
+                               "finops": {"stopped": refusal[1], "message": STOP_MESSAGES[refusal[0]]}})
+                    self.status, self.error_code = refusal
                     break
             else:
                 finished = True
@@ -125,10 +131,11 @@ class StreamSession:
         options = self.call.request.stream_options
         return bool(options and options.include_usage)
 
-    def _within_budget(self) -> bool:
-        """Extend the reservation when the answer nears it; False when the budget refuses the extension."""
+    def _extension_refused(self) -> tuple[str, str] | None:
+        """Extend the reservation when the answer nears it. ``(status, error code)`` when the stream must stop:
+        the budget refused the extension, or the budget store could not be asked (fail-closed)."""
         if self.meter.running_output < self.reserved_tokens * EXTEND_AT:
-            return True
+            return None
         price = self.done.attempt.price
         cost = price.output * self.block * self.call.request.n / PER_TOKENS
         request_id = f"{self.done.request_id}+{len(self.tickets)}"
@@ -139,13 +146,13 @@ class StreamSession:
         except RateLimited:
             if self.gateway.settings.stream.on_budget_exhausted == "allow":
                 self.extendable = False  # finish; settlement charges the overrun
-                return True
-            return False
-        except FinOpsError:  # budget store down and fail-closed: stop rather than stream unmetered
-            return False
+                return None
+            return "stopped_budget", "budget_exceeded"
+        except FinOpsError as exc:  # budget store down and fail-closed: stop rather than stream unmetered
+            return "stopped_unmetered", exc.code
         self.tickets.append(ticket)
         self.reserved_tokens += self.block
-        return True
+        return None
 
     def _settle(self, finished: bool) -> None:
         if self.settled:
