@@ -28,7 +28,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from .. import tokens
-from .simulated_provider import Answer, SimulatedProvider, encoding_for, find_directives, garbage, paced
+from .simulated_provider import Answer, SimulatedProvider, encoding_for, find_directives, garbage, is_count, paced
 
 # HTTP status -> Anthropic's error type (https://docs.anthropic.com/en/api/errors).
 ERROR_TYPES = {
@@ -67,7 +67,7 @@ def _invalid(body: Any) -> str | None:
         return "model: Field required"
     if "max_tokens" not in body:
         return "max_tokens: Field required"
-    if not isinstance(body["max_tokens"], int) or isinstance(body["max_tokens"], bool) or body["max_tokens"] < 1:
+    if not is_count(body["max_tokens"]):
         return "max_tokens: Input should be a valid integer greater than or equal to 1"
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:

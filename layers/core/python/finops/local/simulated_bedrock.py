@@ -28,7 +28,7 @@ from urllib.parse import unquote
 from werkzeug.wrappers import Request, Response
 
 from .eventstream import encode_message
-from .simulated_provider import SimulatedProvider, find_directives, garbage, paced
+from .simulated_provider import SimulatedProvider, find_directives, garbage, is_count, paced
 
 ERROR_NAMESPACE = ":http://internal.amazon.com/coral/com.amazon.bedrock/"
 # HTTP status -> the exception Bedrock answers it with.
@@ -99,7 +99,7 @@ def _invalid(body: Any) -> str | None:
             isinstance(b, dict) and isinstance(b.get("text"), str) for b in system)):
         return "system: each block must have a text member"
     limit = (body.get("inferenceConfig") or {}).get("maxTokens")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+    if limit is not None and not is_count(limit):
         return "inferenceConfig.maxTokens: Member must have value greater than or equal to 1"
     return None
 

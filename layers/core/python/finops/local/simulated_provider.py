@@ -80,6 +80,11 @@ def find_directives(messages: list[dict[str, Any]]) -> dict[str, str]:
     return found
 
 
+def is_count(value: Any) -> bool:
+    """A positive integer as a JSON body gives it (``true`` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def encoding_for(model: str) -> str:
     return ENCODINGS.get(model, "cl100k_base")
 
