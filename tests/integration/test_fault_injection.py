@@ -368,6 +368,7 @@ def test_a_function_killed_mid_call_is_booked_by_the_reconciler(gateway_env, clo
     assert reconcile()["booked"] == 5  # key budget, the day's cap, three spend breakers
     [row] = assert_books_balance(gateway_env, clock, pro_key[1])
     assert (row.request_id, row.status, row.error_code) == ("killed", "reconciled", "booked_unsettled")
+    assert row.parent_request_id == "killed"  # grouped with its call, as an attempt's row is
     assert row.cost_usd == row.reserved_usd > 0  # the provider may have been paid: the worst case is booked
 
 

@@ -37,7 +37,7 @@ def crash_after_admission(store: BucketStore, clock: FakeClock, request_id: str 
         request_id, KEY, TAGS, "gpt-4o", WORST, "hash-1",
         reservation={"project_id": TAGS.project_id, "user_id": TAGS.user_id, "environment": TAGS.environment,
                      "department_id": TAGS.department_id, "model": "gpt-4o", "provider": "openai",
-                     "key_id": KEY.key_id, "tier": KEY.tier, "ts": ts})
+                     "key_id": KEY.key_id, "tier": KEY.tier, "ts": ts, "parent_request_id": request_id})
 
 
 BUDGET_PKS = ("bucket#key#vk_rec", "bucket#user#alice")
@@ -80,6 +80,7 @@ def test_book_keeps_the_worst_case_and_writes_a_reconciled_row(store: BucketStor
     assert row.cost_usd == WORST == row.reserved_usd
     assert (row.key_id, row.tier, row.model, row.project_id, row.user_id, row.department_id) == (
         "vk_rec", "pro", "gpt-4o", "checkout-web", "alice", "payments")
+    assert row.parent_request_id == "req-crash"
     assert held(ddb) == before  # the buckets keep the amount, the cap keeps the call counted
     assert open_reservations(ddb) == []
     assert ticket.admission is not None

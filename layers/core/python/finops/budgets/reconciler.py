@@ -60,7 +60,9 @@ def _entry(request_id: str, payload: dict[str, Any], policy: str, price_version:
         usage_source="reservation", cost_usd=Decimal(payload.get("worst_usd", "0")) if booked else Decimal(0),
         reserved_usd=Decimal(payload.get("worst_usd", "0")), price_version=price_version,
         status="reconciled", http_status=0, error_code="booked_unsettled" if booked else "released_unsettled",
-        key_id=payload.get("key_id"), tier=payload.get("tier"))
+        key_id=payload.get("key_id"), tier=payload.get("tier"),
+        # the call it belongs to, as for its attempts' rows (a stream's extensions ``<id>+<n>`` included)
+        parent_request_id=payload.get("parent_request_id"))
 
 
 class Reconciler:

@@ -338,7 +338,8 @@ class ChatGateway:
         tags, key = call.tags, call.key
         return {"project_id": tags.project_id, "user_id": tags.user_id, "environment": tags.environment,
                 "department_id": tags.department_id, "model": price.model, "provider": price.provider,
-                "key_id": key.key_id, "tier": key.tier, "ts": started.isoformat()}
+                "key_id": key.key_id, "tier": key.tier, "ts": started.isoformat(),
+                "parent_request_id": call.request_id}
 
     def settle(self, tickets: list[Ticket], entry: LedgerEntry, succeeded: bool) -> dict[str, str]:
         """Refund the reservation(s) and write the ledger row in one write; never loses the row, never raises."""
