@@ -124,11 +124,14 @@ SCALING = """\
   - Transform + Parquet write as measured above: a 10M-row day is ~10x the row above in one Lambda (15 min,
     4 GB /tmp for the staging file of one 2M-row part), written as 5 files of 2M rows (ROWS_PER_FILE); memory
     stays flat because rows stream through a staging file per part, never a 10M-row list.
-  - The read is what grows: LedgerRepository.day() queries the by_day GSI shard by shard (8 shards x 1.25M
-    rows, ~1 MB pages, ~6 GB for the day). Reading the shards in parallel (one thread per day_shard partition,
-    raise FINOPS_LEDGER_SHARDS to 32+ so no GSI partition exceeds its throughput) keeps it within minutes; a
-    per-shard fan-out (Step Functions Map, one Lambda per shard writing part-<shard>.parquet, then one
-    reconciliation step over the day's parts) removes the single-Lambda ceiling.
+  - The read is what grows: the by_day GSI holds 8 shards x 1.25M rows, ~1 MB pages, ~6 GB for the day:
+    ~6,000 Query round trips, ~5 min one after another at ~50 ms each. The export reads FINOPS_EXPORT_READERS
+    (8) shards at once, overlapping those waits (~40 s). Parsing the rows then dominates, under the GIL:
+    PynamoDB's from_raw_data ~50 us and to_entry ~5 us per row on this VM, ~9 min for 10M rows, so past a few
+    million rows a day read the index with the plain client (no model objects) or fan out. Raise
+    FINOPS_LEDGER_SHARDS to 32+ so no GSI partition exceeds its throughput; a per-shard fan-out (Step
+    Functions Map, one Lambda per shard writing part-<shard>.parquet, then one reconciliation step over the
+    day's parts) removes the single-Lambda ceiling.
   - Past that, stop reading DynamoDB per day: DynamoDB's incremental export to S3 (point-in-time recovery is
     already on for the ledger table) lands changed items as DynamoDB-JSON, and an Athena CTAS / INSERT INTO
     with the same casts writes usage/dt=YYYY-MM-DD/ Parquet; the named queries, Glue projection and FOCUS export

@@ -39,6 +39,8 @@ class ChargebackSettings(BaseSettings):
     athena_database: str = GLUE_DATABASE
     export_rows_per_file: int = Field(default=ROWS_PER_FILE, ge=1)
     work_dir: str | None = None  # scratch space (Lambda: /tmp); default: the system temp dir
+    # by_day shards read at once by the export (DynamoDB query pages are network-bound; 1 = one after another)
+    export_readers: int = Field(default=8, ge=1, le=64)
 
 
 @lru_cache(maxsize=1)
@@ -66,7 +68,7 @@ def ledger_rows(day: str) -> Iterator[dict[str, Any]]:
     """One UTC day of ledger rows through ``LedgerRepository.day`` (the by_day index, no scan)."""
     settings = get_settings()
     repository = LedgerRepository(settings.ledger_table, settings.ledger_shards)
-    for entry in repository.day(day):
+    for entry in repository.day(day, readers=get_chargeback_settings().export_readers):
         yield entry.__dict__
 
 
