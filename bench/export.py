@@ -126,10 +126,10 @@ SCALING = """\
     stays flat because rows stream through a staging file per part, never a 10M-row list.
   - The read is what grows: the by_day GSI holds 8 shards x 1.25M rows, ~1 MB pages, ~6 GB for the day:
     ~6,000 Query round trips, ~5 min one after another at ~50 ms each. The export reads FINOPS_EXPORT_READERS
-    (8) shards at once, overlapping those waits (~40 s). Parsing the rows then dominates, under the GIL:
-    PynamoDB's from_raw_data ~50 us and to_entry ~5 us per row on this VM, ~9 min for 10M rows, so past a few
-    million rows a day read the index with the plain client (no model objects) or fan out. Raise
-    FINOPS_LEDGER_SHARDS to 32+ so no GSI partition exceeds its throughput; a per-shard fan-out (Step
+    (8) shards at once, overlapping those waits (~40 s). Parsing the rows then dominates, under the GIL: read
+    with the plain client straight into LedgerEntry (the figure above, ~10 us/row here: ~2 min for 10M rows;
+    through PynamoDB's model objects it would be ~6x that). Raise FINOPS_LEDGER_SHARDS to 32+ so no GSI
+    partition exceeds its throughput; a per-shard fan-out (Step
     Functions Map, one Lambda per shard writing part-<shard>.parquet, then one reconciliation step over the
     day's parts) removes the single-Lambda ceiling.
   - Past that, stop reading DynamoDB per day: DynamoDB's incremental export to S3 (point-in-time recovery is
@@ -158,7 +158,32 @@ def report(rows: int = ROWS) -> None:
     print(f"  peak RSS                         {r['rss_peak'] / mb:7.0f} MB  (before the export: "
           f"{r['rss_before'] / mb:.0f} MB)")
     print(f"  finops bill --by department      {r['bill_s'] * 1000:7.0f} ms over the {r['rows']:,} rows (DuckDB)")
+    raw_us, model_us = row_parsing()
+    print(f"  ledger item -> LedgerEntry       {raw_us:7.1f} us/row as the export reads it (entry_of_item), "
+          f"{model_us:.1f} us/row through PynamoDB's model (from_raw_data + to_entry)")
     print(SCALING)
+
+
+def row_parsing(n: int = 20_000) -> tuple[float, float]:
+    """Microseconds per row to turn one raw DynamoDB ledger item into a LedgerEntry: the export's way, and
+    through PynamoDB's model objects."""
+    from finops.ledger.entry import LedgerEntry, utc_iso
+    from finops.ledger.model import bind
+    from finops.ledger.repository import entry_of_item, to_entry
+
+    row = next(synthetic_rows(1))
+    entry = LedgerEntry.model_validate(row)
+    data = entry.model_dump()
+    data.update(ts=utc_iso(entry.ts), unallocated_tags=list(entry.unallocated_tags))
+    model = bind("bench-ledger")
+    item = model(day=entry.day, day_shard=entry.day_shard(8), **data).serialize()
+    timings = []
+    for parse in (lambda: entry_of_item(item), lambda: to_entry(model.from_raw_data(item))):
+        t = time.perf_counter()
+        for _ in range(n):
+            parse()
+        timings.append((time.perf_counter() - t) / n * 1e6)
+    return timings[0], timings[1]
 
 
 def main() -> int:

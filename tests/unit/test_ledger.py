@@ -190,6 +190,33 @@ def test_a_day_read_with_concurrent_readers_has_the_same_rows(repo: LedgerReposi
         assert in_shard == sorted(in_shard)
 
 
+def test_a_day_read_from_raw_items_equals_the_model_read(repo: LedgerRepository) -> None:
+    """The day's read skips PynamoDB's model objects; every field must come out as the model path gives it,
+    for rows with every field set, with nulls, and for a row written before newer attributes existed."""
+    day1 = datetime(2026, 11, 29, 9, 30, 0, 123456, tzinfo=UTC)
+    full = entry(request_id="full", ts=day1, input_tokens=1200, cached_input_tokens=200, cache_write_input_tokens=64,
+                 output_tokens=321, cost_usd=Decimal("0.0012345678"), tax_usd=Decimal("0.5"), stream=True,
+                 reserved_usd=Decimal("0.02"), counterfactual_usd=Decimal("0.004"), route_strategy="classifier",
+                 attempt=2, parent_request_id="call-1", unallocated_tags=("X-User-ID",), budget_bypassed=True,
+                 error_code="provider_timeout", key_id="vk_0123456789ab", tier="pro", latency_ms=875, kind="chat")
+    bare = entry(request_id="bare", ts=day1 + timedelta(seconds=1))
+    for e in (full, bare):
+        repo.append(e)
+    old = repo._row(entry(request_id="old", ts=day1 + timedelta(seconds=2), output_tokens=9)).serialize()
+    for newer in ("cache_write_input_tokens", "counterfactual_usd", "attempt", "kind"):
+        old.pop(newer)
+    aws.client("dynamodb").put_item(TableName=repo.model.Meta.table_name, Item=old)
+
+    raw = {e.request_id: e for e in repo.day("2026-11-29")}
+    modelled = {r.request_id: to_entry(r) for shard in range(repo.shards)
+                for r in repo.model.by_day.query(f"2026-11-29#{shard:02d}")}
+    assert set(raw) == {"full", "bare", "old"}
+    for rid in raw:
+        assert raw[rid].model_dump() == modelled[rid].model_dump(), rid
+    assert raw["full"] == full and raw["bare"] == bare
+    assert (raw["old"].cache_write_input_tokens, raw["old"].counterfactual_usd, raw["old"].kind) == (0, 0, "chat")
+
+
 def test_to_entry_converts_numbers(repo: LedgerRepository) -> None:
     repo.append(entry(input_tokens=7, output_tokens=9, http_status=502, latency_ms=1500))
     row = repo.model.get("req-1")
