@@ -69,7 +69,7 @@ class LedgerRepository:
         order), or with ``readers`` > 1 that many shards read at once, rows in arrival order.
 
         Read with the plain client, each item straight into a :class:`LedgerEntry` (:func:`entry_of_item`):
-        PynamoDB's model objects cost ~10x more per row, which is most of a large day's read."""
+        PynamoDB's model objects cost ~6x more per row (``make bench``), most of a large day's read."""
         def shard_rows(shard: int) -> Callable[[], Iterator[LedgerEntry]]:
             return lambda: map(entry_of_item, self._index_items(f"{day}#{shard:02d}"))
 
@@ -79,7 +79,6 @@ class LedgerRepository:
                 yield from source()
         else:
             yield from merged(sources, min(readers, self.shards))
-
 
     def _index_items(self, day_shard: str) -> Iterator[dict[str, Any]]:
         """The raw items of one ``by_day`` partition, page by page."""
