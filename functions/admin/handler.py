@@ -8,14 +8,14 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from finops.errors import FinOpsError
-from finops.gateway import http
+from finops.gateway import http, strict_json
 from finops.gateway.factory import keys
 from finops.keys.service import KeySpec
 from finops.settings import get_settings
 
 logger = Logger()
 tracer = Tracer()
-app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=http.json_loads)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=strict_json.loads)
 http.install(app, serves="POST and GET /admin/keys, GET and DELETE /admin/keys/{key_id} and "
                          "POST /admin/keys/{key_id}/rotate")
 

@@ -9,7 +9,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from finops.errors import FinOpsError
-from finops.gateway import http
+from finops.gateway import http, strict_json
 from finops.gateway.factory import gateway
 from finops.openai_schema import ChatCompletionRequest
 from finops.settings import get_settings
@@ -17,7 +17,7 @@ from finops.settings import get_settings
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics(namespace="FinOpsGateway")
-app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=http.json_loads)
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=strict_json.loads)
 http.install(app)
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from finops import errors
-from finops.gateway import http
+from finops.gateway import http, strict_json
 from finops.gateway.sse import completion_to_sse
 from finops.openai_schema import ChatCompletionRequest
 
@@ -185,14 +185,14 @@ def test_schema_rejects(body: dict) -> None:
 @pytest.mark.parametrize("text", ['{"t": NaN}', '{"t": -Infinity}', '{"t": 1e309}', '{"n": 1' + "0" * 5000 + "}",
                                   '{"a":' * 5000 + "1" + "}" * 5000, '{"a":' * 100_000, '{"c": "\\ud800"}',
                                   '{"\\udfff": 1}', b'{"c": "\xff"}'])
-def test_json_loads_raises_only_json_decode_errors(text) -> None:
+def test_strict_json_loads_raises_only_json_decode_errors(text) -> None:
     """Found by tests/integration/test_hostile_input_property.py: each escaped the resolver as a 5xx."""
     with pytest.raises(json.JSONDecodeError):
-        http.json_loads(text)
+        strict_json.loads(text)
 
 
-def test_json_loads_keeps_what_json_allows() -> None:
-    assert http.json_loads('{"e": "\\ud83d\\ude00", "s": "\\\\ud800", "f": 1e308, "i": 12}') == {
+def test_strict_json_loads_keeps_what_json_allows() -> None:
+    assert strict_json.loads('{"e": "\\ud83d\\ude00", "s": "\\\\ud800", "f": 1e308, "i": 12}') == {
         "e": "\U0001f600", "s": "\\ud800", "f": 1e308, "i": 12}
 
 
