@@ -226,23 +226,21 @@ class ChatGateway:
                               lambda price, provider: provider.complete(request.provider_payload(price.upstream_id)))
         completion: Completion = done.result
         price = done.attempt.price
-        try:
-            usage, source = completion.usage, "provider"
-            if usage is None:
-                usage, source = self._count_usage(done.prompt_tokens, price, completion.body), "estimated"
-            entry = self.ledger_entry(call, done, usage=usage, cost=price.cost(usage), status="ok", http_status=200,
-                                      usage_source=source)
-        except Exception:  # the provider answered (and was paid) but metering it failed: book, never drop
-            logger.exception("metering failed: the call is booked at its reserved worst case")
-            usage = completion.usage or Usage(prompt_tokens=done.prompt_tokens)
-            entry = self.booked_entry(call, done, usage, done.ticket.worst_usd, status="ok")
+
+        def measure() -> tuple[Usage, str]:
+            if completion.usage is not None:
+                return completion.usage, "provider"
+            return self._count_usage(done.prompt_tokens, price, completion.body), "estimated"
+
+        entry = self.metered_entry(call, done, measure, [done.ticket], status="ok",
+                                   known=completion.usage or Usage(prompt_tokens=done.prompt_tokens))
         cost = entry.cost_usd
         out_headers = {**call.headers, **self.settle([done.ticket], entry, succeeded=True)}
         out_headers[h.COST] = format_usd(cost)
         body = completion.body
         if request.stream:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
-            usage_chunk = (body.get("usage") or usage.as_openai()) if include_usage else None
+            usage_chunk = (body.get("usage") or entry.usage.as_openai()) if include_usage else None
             return GatewayResponse(200, completion_to_sse(body, usage_chunk), out_headers,
                                    content_type="text/event-stream")
         return GatewayResponse(200, body, out_headers)
@@ -353,13 +351,21 @@ class ChatGateway:
             self.ledger.spill(entry, exc)
             return {}
 
-    def booked_entry(self, call: Call, done: Done, usage: Usage, reserved: Decimal, *, status: str,
-                     error_code: str | None = None) -> LedgerEntry:
-        """The row of an attempt that answered but could not be metered (counting or pricing failed): booked
-        at what was reserved for it, as the reconciler books a call it cannot measure."""
-        return self.ledger_entry(call, done, usage=usage, cost=reserved, status=status, http_status=200,
-                                 error_code=error_code or "metering_failed", usage_source="reservation",
-                                 counterfactual=reserved)
+    def metered_entry(self, call: Call, done: Done, measure: Callable[[], tuple[Usage, str]], tickets: list[Ticket],
+                      *, status: str, known: Usage, error_code: str | None = None) -> LedgerEntry:
+        """The row of an attempt that answered: priced at the usage ``measure`` returns (with its source). If
+        counting or pricing fails, the provider was still paid: the row books what ``tickets`` reserved (with the
+        ``known`` usage), as the reconciler books a call it cannot measure, and is never dropped."""
+        try:
+            usage, source = measure()
+            return self.ledger_entry(call, done, usage=usage, cost=done.attempt.price.cost(usage), status=status,
+                                     http_status=200, error_code=error_code, usage_source=source)
+        except Exception:
+            logger.exception("metering failed: the call is booked at its reserved worst case")
+            reserved = sum((t.worst_usd for t in tickets), Decimal(0))
+            return self.ledger_entry(call, done, usage=known, cost=reserved, status=status, http_status=200,
+                                     error_code=error_code or "metering_failed", usage_source="reservation",
+                                     counterfactual=reserved)
 
     def ledger_entry(self, call: Call, done: Done, *, usage: Usage, cost: Decimal, status: str, http_status: int,
                      error_code: str | None = None, usage_source: str = "provider",

@@ -158,17 +158,10 @@ class StreamSession:
         if self.settled:
             return
         self.settled = True
-        price = self.done.attempt.price
-        try:
-            usage, source = self.meter.usage(finished)
-            entry = self.gateway.ledger_entry(self.call, self.done, usage=usage, cost=price.cost(usage),
-                                              status=self.status, http_status=200, error_code=self.error_code,
-                                              usage_source=source)
-        except Exception:  # metering failed: book what was reserved, never drop the row
-            logger.exception("stream metering failed: the call is booked at its reserved worst case")
-            usage = Usage(prompt_tokens=self.done.prompt_tokens, completion_tokens=self.meter.running_output)
-            entry = self.gateway.booked_entry(self.call, self.done, usage, sum(t.worst_usd for t in self.tickets),
-                                              status=self.status, error_code=self.error_code)
+        entry = self.gateway.metered_entry(
+            self.call, self.done, lambda: self.meter.usage(finished), self.tickets, status=self.status,
+            error_code=self.error_code,
+            known=Usage(prompt_tokens=self.done.prompt_tokens, completion_tokens=self.meter.running_output))
         self.gateway.settle(self.tickets, entry, succeeded=True)  # never raises: a row it cannot write is spilled
 
 

@@ -8,6 +8,8 @@ from decimal import Decimal
 
 from pydantic import BaseModel, Field, NonNegativeInt, field_validator
 
+from ..pricing import Usage
+
 
 def utc_iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -60,6 +62,12 @@ class LedgerEntry(BaseModel, frozen=True):
         if value.tzinfo is None:
             raise ValueError("timestamps must be timezone-aware (UTC)")
         return value.astimezone(UTC)
+
+    @property
+    def usage(self) -> Usage:
+        """The tokens this row was priced at."""
+        return Usage(prompt_tokens=self.input_tokens, completion_tokens=self.output_tokens,
+                     cached_tokens=self.cached_input_tokens, cache_write_tokens=self.cache_write_input_tokens)
 
     @property
     def day(self) -> str:
