@@ -24,7 +24,7 @@ from finops.keys import model as keys_model
 from finops.keys.service import KeySpec
 from finops.ledger import model as ledger_model
 from finops.ledger.entry import LedgerEntry
-from finops.ledger.repository import LedgerRepository, to_entry
+from finops.ledger.repository import LedgerRepository, entry_of_item
 from finops.local import lambda_runtime, simulated_provider
 from finops.settings import get_settings
 
@@ -156,7 +156,7 @@ class GatewayEnv:
         return aws.client("dynamodb").scan(TableName=self.ledger_table, ConsistentRead=True)["Items"]
 
     def entries(self) -> list[LedgerEntry]:
-        return [to_entry(ledger_model.LedgerRow.from_raw_data(item)) for item in self.raw_items()]
+        return [entry_of_item(item) for item in self.raw_items()]
 
 
 @pytest.fixture

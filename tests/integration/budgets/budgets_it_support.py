@@ -30,7 +30,7 @@ from finops.keys import model as keys_model
 from finops.keys.service import KeyService, KeySpec
 from finops.ledger import model as ledger_model
 from finops.ledger.entry import LedgerEntry
-from finops.ledger.repository import LedgerRepository, to_entry
+from finops.ledger.repository import LedgerRepository, entry_of_item
 from finops.local import lambda_runtime
 from finops.openai_schema import ChatCompletionRequest
 from finops.pricing import load_catalog
@@ -351,7 +351,7 @@ class BudgetStack:
 
     def entries(self) -> list[LedgerEntry]:
         items = self.ddb.scan(TableName=self.tables.ledger)["Items"]
-        return [to_entry(ledger_model.LedgerRow.from_raw_data(i)) for i in items]
+        return [entry_of_item(i) for i in items]
 
     def entry(self, request_id: str | None) -> LedgerEntry:
         assert request_id

@@ -24,7 +24,7 @@ from finops.chargeback import service
 from finops.gateway import factory
 from finops.keys import model as keys_model
 from finops.ledger import model as ledger_model
-from finops.ledger.repository import to_entry
+from finops.ledger.repository import entry_of_item
 from finops.local import stack as local_stack
 from finops.settings import get_settings
 
@@ -85,7 +85,7 @@ def test_export_bill_and_report_against_the_local_stack(running, tmp_path: Path)
     ddb = boto3.client("dynamodb", endpoint_url=started.aws_endpoint, region_name="us-east-1",
                        aws_access_key_id="local", aws_secret_access_key="local")
     items = ddb.scan(TableName=env["FINOPS_LEDGER_TABLE"], ConsistentRead=True)["Items"]
-    entries = [to_entry(ledger_model.LedgerRow.from_raw_data(item)) for item in items]
+    entries = [entry_of_item(item) for item in items]
     assert len(entries) == 5
     days = sorted({e.day for e in entries})  # today, UTC (yesterday too if the calls straddled midnight)
     month = days[-1][:7]

@@ -49,7 +49,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from finops import aws
 from finops.ledger import model as ledger_model
-from finops.ledger.repository import to_entry
+from finops.ledger.repository import entry_of_item
 from finops.local.lambda_runtime import LocalContext, load_handler
 from finops.settings import get_settings
 from finops.spot import preemptions as preemption_model
@@ -192,7 +192,7 @@ class World:
 
     def ledger_entries(self, run_id: str) -> list[Any]:
         items = aws.client("dynamodb").scan(TableName=self.ledger_table, ConsistentRead=True)["Items"]
-        entries = [to_entry(ledger_model.LedgerRow.from_raw_data(item)) for item in items]
+        entries = [entry_of_item(item) for item in items]
         return sorted((e for e in entries if e.request_id.startswith(f"spot:{run_id}:")),
                       key=lambda e: int(e.request_id.split(":")[2]))
 

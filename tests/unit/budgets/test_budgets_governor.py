@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 from budgets_support import units_of
 from finops.budgets import gcra
-from finops.budgets.governor import BudgetGovernor, TaxedScope, Ticket, prompt_hash, utc_day
+from finops.budgets.governor import (
+    BudgetGovernor,
+    TaxedScope,
+    Ticket,
+    extension_id,
+    extension_number,
+    prompt_hash,
+    utc_day,
+)
 from finops.budgets.policy import BudgetPolicy, load_policy
 from finops.budgets.store import Admission, Cell
 from finops.errors import ModelNotAllowed
@@ -337,3 +345,13 @@ def test_no_tax_without_a_taxed_scope_or_an_admission() -> None:
     assert untaxed.taxed == [] and untaxed.tax_on(Decimal("0.4")) == 0
     bypassed = Ticket("r", Decimal("0.4"), None, bypassed=True, taxed=[TaxedScope(cell, DAILY, Decimal("1.5"))])
     assert bypassed.tax_on(Decimal("0.4")) == 0
+
+
+def test_extension_ids_are_read_back_only_for_their_call() -> None:
+    assert extension_id("rid", 3) == "rid+3"
+    assert extension_number("rid", extension_id("rid", 3)) == 3
+    assert extension_number("rid", extension_id("rid", 12)) == 12
+    # the call itself, another call sharing the prefix, an attempt's extension, and garbage are not extensions
+    for other in ("rid", "rid2+1", extension_id("rid.2", 1), "rid+", "rid+x", "rid+1+2"):
+        assert extension_number("rid", other) is None, other
+    assert extension_number("rid.2", extension_id("rid.2", 1)) == 1

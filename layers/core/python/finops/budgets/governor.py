@@ -43,6 +43,21 @@ def _remaining(cell: Cell, state: int | None, now: int) -> Decimal:
 
 
 CAP_PREFIX = "cap#"  # request-cap items: a reserved request is counted, whatever the call cost
+EXTENSION_SEP = "+"  # a stream's n-th reservation extension is held as ``<request id>+<n>``
+
+
+def extension_id(request_id: str, n: int) -> str:
+    """The id a stream's ``n``-th (from 1) reservation extension is admitted and held under."""
+    return f"{request_id}{EXTENSION_SEP}{n}"
+
+
+def extension_number(request_id: str, held_id: str) -> int | None:
+    """``n`` when ``held_id`` is ``request_id``'s ``n``-th extension (:func:`extension_id`), else None."""
+    prefix = request_id + EXTENSION_SEP
+    if not held_id.startswith(prefix):
+        return None
+    n = held_id[len(prefix):]
+    return int(n) if n.isdigit() else None
 
 
 def units_used(inc: int, counted: bool, worst: Decimal, actual: Decimal, succeeded: bool) -> int:

@@ -17,7 +17,6 @@ not write (restored, its settle not yet done) settles it with that row's cost to
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from aws_lambda_powertools import Logger
 from ..ledger.entry import LedgerEntry
 from ..ledger.repository import LedgerRepository
 from ..tags import UNALLOCATED
-from .governor import CAP_PREFIX, cost_shares, units_used
+from .governor import CAP_PREFIX, cost_shares, extension_number, units_used
 from .store import BucketStore
 
 logger = Logger(child=True)
@@ -76,7 +75,7 @@ class Reconciler:
         summary = ReconcileSummary()
         seen: dict[str, bool] = {}  # request id -> this reservation is ours to book or release
         rows: dict[str, LedgerEntry] = {}  # request id -> its row, written by someone else
-        for pk, request_id, payload in list(self.store.expired_reservations(now_s)):
+        for pk, request_id, payload in list(self.store.reservations(expired_by=now_s)):
             if request_id not in seen:
                 written = self.ledger.append(_entry(request_id, payload, self.policy, self.price_version))
                 existing = None if written else self.ledger.get(request_id)
@@ -109,7 +108,7 @@ class Reconciler:
         if not entries:
             return summary
         held: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # request id -> (item, reservation), expired or not
-        for pk, request_id, payload in self.store.expired_reservations(math.inf):
+        for pk, request_id, payload in self.store.reservations():
             held.setdefault(request_id, []).append((pk, payload))
         for entry in entries:
             row: LedgerEntry | None = entry
@@ -126,8 +125,8 @@ class Reconciler:
     def _settle(self, row: LedgerEntry, held: dict[str, list[tuple[str, dict[str, Any]]]]) -> int:
         """Settle ``row``'s reservation and its stream extensions (``<id>+<n>``) as the gateway would have
         (:meth:`BudgetGovernor.settle_all`): each takes its share of the cost in turn, the first any overrun."""
-        extensions = sorted((int(rid.rpartition("+")[2]), rid) for rid in held
-                            if rid.startswith(row.request_id + "+") and rid.rpartition("+")[2].isdigit())
+        numbered = ((extension_number(row.request_id, rid), rid) for rid in held)
+        extensions = sorted((n, rid) for n, rid in numbered if n is not None)
         tickets = [rid for rid in (row.request_id, *(rid for _, rid in extensions)) if rid in held]
         if not tickets:
             return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import threading
 import time
@@ -461,8 +462,9 @@ class BucketStore:
 
     # --- reconciliation -------------------------------------------------------------------------------
 
-    def expired_reservations(self, now_s: float) -> Iterable[tuple[str, str, dict[str, Any]]]:
-        """(pk, request id, reservation) for every reservation whose expiry has passed."""
+    def reservations(self, expired_by: float = math.inf) -> Iterable[tuple[str, str, dict[str, Any]]]:
+        """(pk, request id, reservation) for every reservation held, or only those expired by ``expired_by``
+        (epoch seconds)."""
         paginator = self.client.get_paginator("scan")
         for page in paginator.paginate(TableName=self.table):
             for item in page.get("Items", []):
@@ -470,7 +472,7 @@ class BucketStore:
                     if not attr.startswith(RESERVATION_PREFIX):
                         continue
                     payload = json.loads(value["S"])
-                    if float(payload.get("exp", 0)) <= now_s:
+                    if float(payload.get("exp", 0)) <= expired_by:
                         yield item["pk"]["S"], attr[len(RESERVATION_PREFIX):], payload
 
     def resolve_reservation(self, pk: str, request_id: str, refund: dict[str, int]) -> bool:

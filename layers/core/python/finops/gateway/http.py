@@ -118,12 +118,13 @@ def prepare(event: dict[str, Any], max_bytes: int) -> None:
             headers["Content-Type"] = [JSON] if field == "multiValueHeaders" else JSON
 
 
-def check_body(event: Mapping[str, Any], max_bytes: int) -> None:
+def check_body(event: Mapping[str, Any], max_bytes: int) -> bytes | None:
     """Refuse an oversized or undecodable body before anything parses it: JSON text is UTF-8 (RFC 8259), so a
-    body that is not (binary sent base64-encoded, or text with lone surrogates) is a 400, not a crash later."""
+    body that is not (binary sent base64-encoded, or text with lone surrogates) is a 400, not a crash later.
+    Returns the body's bytes (base64 decoded), or None without a body."""
     body = event.get("body")
     if body is None:
-        return
+        return None
     try:
         raw = body.encode() if isinstance(body, str) else body
     except UnicodeEncodeError as exc:
@@ -141,6 +142,7 @@ def check_body(event: Mapping[str, Any], max_bytes: int) -> None:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidRequest(NOT_UTF8) from exc
+    return raw
 
 
 def parse_chat(event: Mapping[str, Any], max_bytes: int) -> ChatCompletionRequest:
@@ -149,13 +151,11 @@ def parse_chat(event: Mapping[str, Any], max_bytes: int) -> ChatCompletionReques
     if str(event.get("httpMethod") or "").upper() != "POST" or not str(event.get("path") or "").rstrip("/").endswith(
             "/v1/chat/completions"):
         raise NotFound("This function serves POST /v1/chat/completions only.")
-    check_body(event, max_bytes)
-    body = event.get("body")
-    if body is None:
+    raw = check_body(event, max_bytes)
+    if raw is None:
         raise InvalidRequest("The request body is missing.", param="body")
-    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body
     try:
-        data = strict_json.loads(raw)
+        data = strict_json.loads(raw.decode("utf-8"))  # as text, as the resolver's path parses it
     except ValueError as exc:
         raise InvalidRequest("The request body is not valid JSON.") from exc
     if not isinstance(data, dict):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
+from ..budgets.governor import extension_id
 from ..errors import FinOpsError, InternalError, ProviderError, RateLimited
 from ..pricing import PER_TOKENS, Usage
 from ..providers.base import StreamChunk
@@ -138,7 +139,7 @@ class StreamSession:
             return None
         price = self.done.attempt.price
         cost = price.output * self.block * self.call.request.n / PER_TOKENS
-        request_id = f"{self.done.request_id}+{len(self.tickets)}"
+        request_id = extension_id(self.done.request_id, len(self.tickets))
         try:
             ticket = self.gateway.governor.admit(
                 request_id, self.call.key, self.call.tags, price.model, cost, None,

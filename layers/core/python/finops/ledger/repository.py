@@ -1,9 +1,9 @@
-"""Writes and reads the ledger through PynamoDB. Writes are idempotent on ``request_id``."""
+"""The ledger table: rows written through PynamoDB (idempotent on ``request_id``), read back with the plain client
+straight into :class:`LedgerEntry` (:func:`entry_of_item`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -58,11 +58,10 @@ class LedgerRepository:
         logger.error(SPILL, extra=spill_record(entry, exc))
 
     def get(self, request_id: str) -> LedgerEntry | None:
-        try:
-            row = self.model.get(request_id)
-        except self.model.DoesNotExist:
-            return None
-        return to_entry(row)
+        """One row, read strongly consistent: the reconciler asks right after a write found the row there."""
+        item = aws.client("dynamodb").get_item(TableName=self.model.Meta.table_name, ConsistentRead=True,
+                                               Key={"request_id": {"S": request_id}}).get("Item")
+        return None if item is None else entry_of_item(item)
 
     def day(self, day: str, readers: int = 1) -> Iterator[LedgerEntry]:
         """Every row of one UTC day through the ``by_day`` index (no scan): shard by shard (each in ``ts``
@@ -108,21 +107,8 @@ _INDEX_ONLY = frozenset({"day", "day_shard"})
 
 
 def entry_of_item(item: Mapping[str, Mapping[str, Any]]) -> LedgerEntry:
-    """A ledger item as the low-level client returns it -> :class:`LedgerEntry` (as :func:`to_entry` makes
-    from a model object; attributes an older row lacks take the entry's defaults)."""
+    """A ledger item as the low-level client returns it -> :class:`LedgerEntry` (the one way rows are read back;
+    attributes an older row lacks take the entry's defaults)."""
     data = {name: _plain(value) for name, value in item.items() if name not in _INDEX_ONLY}
     data["unallocated_tags"] = tuple(data.get("unallocated_tags") or ())
-    return LedgerEntry.model_validate(data)
-
-
-def to_entry(row: LedgerRow) -> LedgerEntry:
-    data = row.attribute_values.copy()
-    data["unallocated_tags"] = tuple(data.get("unallocated_tags") or ())
-    data.pop("day", None)
-    data.pop("day_shard", None)
-    data["ts"] = datetime.fromisoformat(data["ts"].replace("Z", "+00:00"))
-    for key in ("input_tokens", "cached_input_tokens", "cache_write_input_tokens", "output_tokens", "http_status",
-                "latency_ms"):
-        if key in data:
-            data[key] = int(data[key])
     return LedgerEntry.model_validate(data)
