@@ -47,13 +47,15 @@ class Reconciler(Construct):
 
     Overlapping runs are safe (ledger rows are written once per request id, reservations are removed
     conditionally), so there is no reserved concurrency; the timeout stays below the period anyway.
-    A missed run costs nothing but latency: the next one, 5 minutes later, picks the same reservations
-    up, hence no Lambda async retries and no dead-letter queue.
+    A missed scheduled run costs nothing but latency: the next one, 5 minutes later, picks the same
+    reservations up.
 
     ``restore_from``: the gateway's log groups; a subscription filter sends their ``ledger_spill`` records to
-    the same function, which writes the rows back and settles their reservations with the real cost. If a
-    delivery fails, the reservation expires and the scheduled run books it at its worst case (the record stays
-    in the retained log for a manual ``finops reconcile --spill``).
+    the same function, which writes the rows back and settles their reservations with the real cost. CloudWatch
+    Logs invokes it asynchronously, so a failed restore (the ledger table still unavailable) is retried twice by
+    Lambda: safe for both sources, since a repeat finds its rows written and its reservations gone. If every
+    try fails, the reservation expires and the scheduled run books it at its worst case (the record stays in the
+    retained log for a manual ``finops reconcile --spill``).
     """
 
     def __init__(
@@ -77,7 +79,7 @@ class Reconciler(Construct):
             layers=layers,
             memory_size=512,
             timeout=Duration.minutes(4),  # below PERIOD
-            retry_attempts=0,  # the next scheduled run retries
+            retry_attempts=2,  # a spill restore retried; a scheduled run repeated (both idempotent)
             environment={
                 "POWERTOOLS_SERVICE_NAME": "finops-reconciler",
                 "POWERTOOLS_METRICS_NAMESPACE": "FinOpsGateway",

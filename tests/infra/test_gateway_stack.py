@@ -623,6 +623,10 @@ def test_the_gateways_spilled_ledger_rows_are_delivered_to_the_reconciler(synth:
     assert all(p["FunctionName"] == _getatt(function_id) and p["Action"] == "lambda:InvokeFunction"
                for p in permissions)
     assert {p["SourceArn"]["Fn::GetAtt"][0] for p in permissions} == gateway_logs
+    # CloudWatch Logs invokes asynchronously: a failed restore is retried (restoring is idempotent)
+    [invoke_config] = [c["Properties"] for c in synth.resources("AWS::Lambda::EventInvokeConfig").values()
+                       if c["Properties"]["FunctionName"] == {"Ref": function_id}]
+    assert invoke_config["MaximumRetryAttempts"] == 2
 
 
 # --- REST API -----------------------------------------------------------------------------------------

@@ -484,6 +484,26 @@ def test_a_settle_that_cannot_be_written_spills_the_row_and_the_reconciler_resto
     assert assert_books_balance(gateway_env, clock, pro_key[1]) == [row]
 
 
+def test_a_restore_that_fails_raises_so_lambda_retries_the_delivery_and_the_retry_restores(
+        gateway_env, clock, pro_key, load_event, dynamo, spills):
+    dynamo.add("settle", "ProvisionedThroughputExceededException")
+    result = gateway_env.invoke(chat_event(load_event, "rr"))
+    assert result.status == 200 and gateway_env.entries() == []
+    dynamo.detach()
+    pynamodb = ledger_model.bind(gateway_env.ledger_table)._get_connection().connection.client
+    faults = DynamoFaults(gateway_env.ledger_table, lambda: pynamodb)  # the restore writes through PynamoDB
+    faults.add("ledger_put", "ProvisionedThroughputExceededException")
+    try:
+        with pytest.raises(PutError):  # the invocation fails: Lambda's async retry (infra: 2) delivers it again
+            reconcile(spills.subscription_event())
+    finally:
+        faults.detach()
+    assert {a for _, a in open_reservations(gateway_env)} == {"r_rr"}  # nothing settled by the failed try
+    assert reconcile(spills.subscription_event())["restored"] == 1  # the retry
+    [row] = assert_books_balance(gateway_env, clock, pro_key[1])
+    assert (row.request_id, row.status, row.cost_usd) == ("rr", "ok", Decimal(result.header("x-finops-cost-usd")))
+
+
 def test_a_failed_attempt_whose_settle_cannot_be_written_is_released_on_restore(
         gateway_env, clock, pro_key, load_event, monkeypatch, dynamo, spills):
     Script(monkeypatch, {FIRST: [ERRORS["bad_request"][0]]})
