@@ -39,7 +39,8 @@ def synthetic_entries(month_days: Iterable[str] = ("2026-10-31", "2026-11-01", "
                                                    "2026-12-01"), per_day: int = 12) -> list[LedgerEntry]:
     """Ledger entries priced with the shipped catalog: several departments, unallocated and untagged calls,
     cached input, prompt-cache writes (Anthropic), routed calls (counterfactual > cost), tax with many decimal
-    places, a failed call, and timestamps on both sides of every midnight."""
+    places, a failed call, calls that were retried (a rate-limited first attempt: two rows, one call), rows
+    without a parent id (written before attempts existed), and timestamps on both sides of every midnight."""
     catalog = load_catalog()
     models = ["gpt-4o-mini", "gpt-4o", "llama-3.3-70b-versatile", "gpt-3.5-turbo", "claude-sonnet-4-5"]
     projects = [("checkout-web", "retail"), ("search", "platform"), ("orphan", "unallocated"),
@@ -62,12 +63,23 @@ def synthetic_entries(month_days: Iterable[str] = ("2026-10-31", "2026-11-01", "
             # first and last call of the day sit on the midnight boundaries
             ts = start if i == 0 else (start + timedelta(days=1) - timedelta(microseconds=1) if i == per_day - 1
                                        else start + timedelta(minutes=37 * i))
+            call_id = f"req-{day}-{i:03d}"
+            retried = i % 6 in (1, 4)  # some of them routed calls
+            tags = dict(project_id=project, user_id=f"user-{(n * 7) % 5}",
+                        environment=["production", "staging", "development"][i % 3], department_id=department,
+                        unallocated_tags=("X-Project-ID",) if project == "unallocated" else (),
+                        requested_model="gpt-4o" if routed else model)
+            if retried:  # the first try was rate limited: a row of its own, nothing billed
+                entries.append(LedgerEntry(
+                    request_id=call_id, ts=ts, **tags, model=model, provider=price.provider, cost_usd=ZERO,
+                    price_version=catalog.version, status="provider_rate_limited", http_status=429,
+                    error_code="provider_rate_limited", key_id=f"key-{i % 2}", tier="enterprise",
+                    reserved_usd=Decimal("0.01"), route_strategy="cheapest-adequate" if routed else None,
+                    attempt=0, parent_request_id=call_id))
             entries.append(LedgerEntry(
-                request_id=f"req-{day}-{i:03d}", ts=ts, project_id=project,
-                user_id=f"user-{(n * 7) % 5}", environment=["production", "staging", "development"][i % 3],
-                department_id=department,
-                unallocated_tags=("X-Project-ID",) if project == "unallocated" else (),
-                requested_model="gpt-4o" if routed else model, model=model, provider=price.provider,
+                request_id=f"{call_id}.1" if retried else call_id, ts=ts,
+                attempt=1 if retried else 0, parent_request_id=None if i % 6 == 3 else call_id,
+                **tags, model=model, provider=price.provider,
                 input_tokens=0 if failed else usage.prompt_tokens,
                 cached_input_tokens=0 if failed else usage.cached_tokens,
                 cache_write_input_tokens=0 if failed else usage.cache_write_tokens,
@@ -124,10 +136,13 @@ ROUNDED_OF: dict[str, Callable[[LedgerEntry], Decimal]] = {
     "savings_usd": lambda e: money(e.counterfactual_usd) - money(e.cost_usd),
     "taxed_cost_usd": lambda e: money(e.cost_usd),
 }
+# Counted as distinct client calls: a call's attempts (retries, fallbacks) are one request.
+CALLS_OF: dict[str, Callable[[LedgerEntry], str | None]] = {
+    "requests": lambda e: e.parent_request_id or e.request_id,
+    "taxed_requests": lambda e: e.parent_request_id or e.request_id,
+    "routed_requests": lambda e: (e.parent_request_id or e.request_id) if e.route_strategy is not None else None,
+}
 COUNT_OF: dict[str, Callable[[LedgerEntry], int]] = {
-    "requests": lambda e: 1,
-    "taxed_requests": lambda e: 1,
-    "routed_requests": lambda e: int(e.route_strategy is not None),
     "input_tokens": lambda e: e.input_tokens,
     "cached_input_tokens": lambda e: e.cached_input_tokens,
     "cache_write_input_tokens": lambda e: e.cache_write_input_tokens,
@@ -173,6 +188,7 @@ def expected(name: str, entries: Iterable[LedgerEntry], month: str) -> Expected:
     rows: dict[tuple[Any, ...], dict[str, Any]] = {}
     rounded: dict[tuple[Any, ...], dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     projects: dict[tuple[Any, ...], set[str]] = defaultdict(set)
+    calls: dict[tuple[tuple[Any, ...], str], set[str]] = defaultdict(set)
     for entry in entries:
         if month_of(entry) != month or (keep is not None and not keep(entry)):
             continue
@@ -184,9 +200,14 @@ def expected(name: str, entries: Iterable[LedgerEntry], month: str) -> Expected:
                 rounded[key][m] += ROUNDED_OF[m](entry)
             elif m in COUNT_OF:
                 row[m] += COUNT_OF[m](entry)
+            elif m in CALLS_OF and (call := CALLS_OF[m](entry)) is not None:
+                calls[key, m].add(call)
         projects[key].add(entry.project_id)
-    if "projects" in measures:
-        for key, row in rows.items():
+    for key, row in rows.items():
+        for m in measures:
+            if m in CALLS_OF:
+                row[m] = len(calls[key, m])
+        if "projects" in measures:
             row["projects"] = len(projects[key])
     result = Expected(keys, rows, {k: dict(v) for k, v in rounded.items()})
     if name == "top_spenders":

@@ -59,7 +59,8 @@ def test_export_then_bill_from_the_command_line(ledger, tmp_path, capsys) -> Non
                  "--dir", str(root)]) == 0
     summaries = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [s["day"] for s in summaries] == ["2026-11-01", "2026-11-15", "2026-11-30"]
-    assert all(s["reconciled"] and s["rows"] == 10 for s in summaries)
+    # a row per attempt: 10 calls a day, three of them retried once
+    assert all(s["reconciled"] and s["rows"] == 13 == sum(e.day == s["day"] for e in ledger) for s in summaries)
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.parquet")) == [
         f"usage/dt={d}/part-00000.parquet" for d in ("2026-11-01", "2026-11-15", "2026-11-30")]
 
@@ -137,7 +138,8 @@ def check_report(document: str, entries: list) -> None:
     parser = _Collector()
     parser.feed(document)
     assert parser.ids["billed"] == report.usd(billed, places)
-    assert parser.ids["requests"] == f"{len(month):,}"
+    calls = {e.parent_request_id or e.request_id for e in month}  # a call's attempts are one request
+    assert len(calls) < len(month) and parser.ids["requests"] == f"{len(calls):,}"
     saved = sum(money(e.counterfactual_usd) - money(e.cost_usd) for e in month)
     assert saved > 0 and parser.ids["savings"] == report.usd(saved, places)
     svgs = re.findall(r"<svg .*?</svg>", document, flags=re.S)

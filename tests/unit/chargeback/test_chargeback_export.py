@@ -70,14 +70,16 @@ def test_rows_keep_their_values(exported) -> None:
 def test_rerunning_a_day_replaces_its_files(tmp_path) -> None:
     store = LocalStore(tmp_path / "bucket")
     prices = PriceBook(load_catalog())
-    first = export.export_day(day_rows(), DAY, store, prices=prices, rows_per_file=5)
-    assert first.keys == [schema.usage_key(DAY, i) for i in range(3)]  # 12 rows, 5 per file
+    rows = day_rows()
+    assert len(rows) == 16  # 12 calls, 4 of them retried once
+    first = export.export_day(rows, DAY, store, prices=prices, rows_per_file=5)
+    assert first.keys == [schema.usage_key(DAY, i) for i in range(4)]  # 5 per file
     assert sorted(store.list(schema.usage_day_prefix(DAY))) == first.keys
     before = bill.bill("2026-11", "project", store=store).rows
 
     second = export.export_day(day_rows(), DAY, store, prices=prices)  # now one file
     assert second.keys == [schema.usage_key(DAY, 0)]
-    assert second.deleted == [schema.usage_key(DAY, 1), schema.usage_key(DAY, 2)]
+    assert second.deleted == [schema.usage_key(DAY, i) for i in (1, 2, 3)]
     assert sorted(store.list(schema.usage_day_prefix(DAY))) == second.keys
     assert bill.bill("2026-11", "project", store=store).rows == before  # nothing counted twice
 

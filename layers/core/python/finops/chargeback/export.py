@@ -39,6 +39,7 @@ from .transform import NULL, PriceBook, Totals, money, usage_row
 ZERO = Decimal(0)
 HALF_CENT = Decimal("0.005")
 _SEPARATORS = len(USAGE_COLUMNS) - 1
+_TS = [c.name for c in USAGE_COLUMNS].index("ts")
 ROWS_PER_FILE = 2_000_000  # ~50-100 MB of Parquet: "one or a few files per day" up to tens of millions of calls
 
 
@@ -197,7 +198,7 @@ def export_day(rows: Iterable[Mapping[str, Any]], day: str, store: ObjectStore, 
         totals = Totals()
         for row in rows:
             values = usage_row(row, prices, totals)
-            if not values[1].startswith(day):  # ts, UTC: the by_day index returned a row of another day
+            if not values[_TS].startswith(day):  # UTC: the by_day index returned a row of another day
                 raise ReconciliationError(f"ledger row {row['request_id']} is not from {day}",
                                           details={"request_id": row["request_id"]})
             parts.add(values)

@@ -54,6 +54,9 @@ def duckdb_type(athena_type: str) -> str:
 # ``*_price_usd_per_mtok`` are the list prices they were split by.
 USAGE_COLUMNS: tuple[Column, ...] = (
     Column("request_id", "string", "gateway request id (ledger hash key)"),
+    Column("call_id", "string", "the client call the row belongs to: its retries and fallbacks (one row each) "
+                                "share it; the bills count distinct calls as requests"),
+    Column("attempt", "int", "attempt number within the call (0: the first try)"),
     Column("ts", "timestamp", "call start, UTC"),
     Column("kind", "string", "call kind, e.g. chat"),
     Column("department_id", "string", "department; 'unallocated' when the project maps to none"),

@@ -142,8 +142,11 @@ def usage_row(row: Mapping[str, Any], prices: PriceBook, totals: Totals | None =
         totals.counterfactual_rounded += counterfactual
     tags = row["unallocated_tags"]
     key_id, tier, route, error = row["key_id"], row["tier"], row["route_strategy"], row["error_code"]
+    call_id = row.get("parent_request_id") or row["request_id"]  # rows written before attempts existed: own id
     return [
         row["request_id"],
+        call_id,
+        str(int(row.get("attempt") or 0)),
         _ts_text(row["ts"]),
         row["kind"],
         row["department_id"],

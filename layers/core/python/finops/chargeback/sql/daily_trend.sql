@@ -2,7 +2,7 @@
 -- Parameters: 1 = first day of the billing month (YYYY-MM-DD), 2 = first day of the next month (exclusive).
 SELECT
   CAST(dt AS DATE) AS day,
-  CAST(COUNT(*) AS BIGINT) AS requests,
+  CAST(COUNT(DISTINCT COALESCE(call_id, request_id)) AS BIGINT) AS requests,
   CAST(SUM(cost_usd) AS DECIMAL(38, 10)) AS cost_usd,
   CAST(SUM(tax_usd) AS DECIMAL(38, 10)) AS tax_usd,
   CAST(SUM(cost_usd + tax_usd) AS DECIMAL(38, 10)) AS billed_usd,

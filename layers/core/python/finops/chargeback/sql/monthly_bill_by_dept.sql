@@ -3,7 +3,7 @@
 -- Untagged spend is never dropped: it is billed to the department 'unallocated'.
 SELECT
   department_id,
-  CAST(COUNT(*) AS BIGINT) AS requests,
+  CAST(COUNT(DISTINCT COALESCE(call_id, request_id)) AS BIGINT) AS requests,
   CAST(SUM(input_tokens) AS BIGINT) AS input_tokens,
   CAST(SUM(output_tokens) AS BIGINT) AS output_tokens,
   CAST(SUM(cost_usd) AS DECIMAL(38, 10)) AS cost_usd,

@@ -3,7 +3,7 @@
 SELECT
   department_id,
   environment,
-  CAST(COUNT(*) AS BIGINT) AS requests,
+  CAST(COUNT(DISTINCT COALESCE(call_id, request_id)) AS BIGINT) AS requests,
   CAST(SUM(cost_usd) AS DECIMAL(38, 10)) AS cost_usd,
   CAST(SUM(tax_usd) AS DECIMAL(38, 10)) AS tax_usd,
   CAST(SUM(cost_usd + tax_usd) AS DECIMAL(38, 10)) AS billed_usd

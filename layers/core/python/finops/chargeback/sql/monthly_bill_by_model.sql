@@ -3,7 +3,7 @@
 SELECT
   provider,
   model,
-  CAST(COUNT(*) AS BIGINT) AS requests,
+  CAST(COUNT(DISTINCT COALESCE(call_id, request_id)) AS BIGINT) AS requests,
   CAST(SUM(input_tokens) AS BIGINT) AS input_tokens,
   CAST(SUM(cached_input_tokens) AS BIGINT) AS cached_input_tokens,
   CAST(SUM(COALESCE(cache_write_input_tokens, 0)) AS BIGINT) AS cache_write_input_tokens,

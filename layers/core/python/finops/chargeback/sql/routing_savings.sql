@@ -2,8 +2,9 @@
 -- Parameters: 1 = first day of the billing month (YYYY-MM-DD), 2 = first day of the next month (exclusive).
 SELECT
   department_id,
-  CAST(COUNT(*) AS BIGINT) AS requests,
-  CAST(SUM(CASE WHEN route_strategy IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT) AS routed_requests,
+  CAST(COUNT(DISTINCT COALESCE(call_id, request_id)) AS BIGINT) AS requests,
+  CAST(COUNT(DISTINCT CASE WHEN route_strategy IS NOT NULL THEN COALESCE(call_id, request_id) END) AS BIGINT)
+    AS routed_requests,
   CAST(SUM(counterfactual_usd) AS DECIMAL(38, 10)) AS counterfactual_usd,
   CAST(SUM(cost_usd) AS DECIMAL(38, 10)) AS cost_usd,
   CAST(SUM(counterfactual_usd - cost_usd) AS DECIMAL(38, 10)) AS savings_usd

@@ -3,7 +3,7 @@
 SELECT
   department_id,
   project_id,
-  CAST(COUNT(*) AS BIGINT) AS taxed_requests,
+  CAST(COUNT(DISTINCT COALESCE(call_id, request_id)) AS BIGINT) AS taxed_requests,
   CAST(SUM(cost_usd) AS DECIMAL(38, 10)) AS taxed_cost_usd,
   CAST(SUM(tax_usd) AS DECIMAL(38, 10)) AS tax_usd
 FROM usage

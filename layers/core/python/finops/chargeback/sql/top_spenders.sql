@@ -4,7 +4,7 @@ SELECT
   user_id,
   department_id,
   CAST(COUNT(DISTINCT project_id) AS BIGINT) AS projects,
-  CAST(COUNT(*) AS BIGINT) AS requests,
+  CAST(COUNT(DISTINCT COALESCE(call_id, request_id)) AS BIGINT) AS requests,
   CAST(SUM(cost_usd) AS DECIMAL(38, 10)) AS cost_usd,
   CAST(SUM(tax_usd) AS DECIMAL(38, 10)) AS tax_usd,
   CAST(SUM(cost_usd + tax_usd) AS DECIMAL(38, 10)) AS billed_usd

@@ -6,7 +6,7 @@ SELECT
   user_id,
   environment,
   unallocated_tags AS missing_tags,
-  CAST(COUNT(*) AS BIGINT) AS requests,
+  CAST(COUNT(DISTINCT COALESCE(call_id, request_id)) AS BIGINT) AS requests,
   CAST(SUM(cost_usd) AS DECIMAL(38, 10)) AS cost_usd,
   CAST(SUM(tax_usd) AS DECIMAL(38, 10)) AS tax_usd,
   CAST(SUM(cost_usd + tax_usd) AS DECIMAL(38, 10)) AS billed_usd
