@@ -190,9 +190,10 @@ def test_a_day_read_with_concurrent_readers_has_the_same_rows(repo: LedgerReposi
         assert in_shard == sorted(in_shard)
 
 
-def test_a_day_read_from_raw_items_equals_the_model_read(repo: LedgerRepository) -> None:
-    """The day's read skips PynamoDB's model objects; every field must come out as the model path gives it,
-    for rows with every field set, with nulls, and for a row written before newer attributes existed."""
+def test_day_reads_and_gets_return_the_rows_written(repo: LedgerRepository) -> None:
+    """Rows are read back through the plain client (a day's read and a single get alike): every field comes out
+    as written, for rows with every field set, with nulls, and for a row written before newer attributes existed
+    (those take the entry's defaults)."""
     day1 = datetime(2026, 11, 29, 9, 30, 0, 123456, tzinfo=UTC)
     full = entry(request_id="full", ts=day1, input_tokens=1200, cached_input_tokens=200, cache_write_input_tokens=64,
                  output_tokens=321, cost_usd=Decimal("0.0012345678"), tax_usd=Decimal("0.5"), stream=True,
