@@ -136,11 +136,15 @@ ROUNDED_OF: dict[str, Callable[[LedgerEntry], Decimal]] = {
     "savings_usd": lambda e: money(e.counterfactual_usd) - money(e.cost_usd),
     "taxed_cost_usd": lambda e: money(e.cost_usd),
 }
-# Counted as distinct client calls: a call's attempts (retries, fallbacks) are one request.
-CALLS_OF: dict[str, Callable[[LedgerEntry], str | None]] = {
-    "requests": lambda e: e.parent_request_id or e.request_id,
-    "taxed_requests": lambda e: e.parent_request_id or e.request_id,
-    "routed_requests": lambda e: (e.parent_request_id or e.request_id) if e.route_strategy is not None else None,
+def call_of(entry: LedgerEntry) -> str:
+    """The client call a row belongs to: a call's attempts (retries, fallbacks) are one request."""
+    return entry.parent_request_id or entry.request_id
+
+
+CALLS_OF: dict[str, Callable[[LedgerEntry], str | None]] = {  # counted as distinct calls
+    "requests": call_of,
+    "taxed_requests": call_of,
+    "routed_requests": lambda e: call_of(e) if e.route_strategy is not None else None,
 }
 COUNT_OF: dict[str, Callable[[LedgerEntry], int]] = {
     "input_tokens": lambda e: e.input_tokens,

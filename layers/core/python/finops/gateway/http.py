@@ -118,10 +118,10 @@ def prepare(event: dict[str, Any], max_bytes: int) -> None:
             headers["Content-Type"] = [JSON] if field == "multiValueHeaders" else JSON
 
 
-def check_body(event: Mapping[str, Any], max_bytes: int) -> bytes | None:
+def check_body(event: Mapping[str, Any], max_bytes: int) -> str | None:
     """Refuse an oversized or undecodable body before anything parses it: JSON text is UTF-8 (RFC 8259), so a
     body that is not (binary sent base64-encoded, or text with lone surrogates) is a 400, not a crash later.
-    Returns the body's bytes (base64 decoded), or None without a body."""
+    Returns the body as text (base64 decoded), or None without a body."""
     body = event.get("body")
     if body is None:
         return None
@@ -139,10 +139,9 @@ def check_body(event: Mapping[str, Any], max_bytes: int) -> bytes | None:
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"Request body exceeds the gateway limit of {max_bytes} bytes.")
     try:
-        raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidRequest(NOT_UTF8) from exc
-    return raw
 
 
 def parse_chat(event: Mapping[str, Any], max_bytes: int) -> ChatCompletionRequest:
@@ -151,11 +150,11 @@ def parse_chat(event: Mapping[str, Any], max_bytes: int) -> ChatCompletionReques
     if str(event.get("httpMethod") or "").upper() != "POST" or not str(event.get("path") or "").rstrip("/").endswith(
             "/v1/chat/completions"):
         raise NotFound("This function serves POST /v1/chat/completions only.")
-    raw = check_body(event, max_bytes)
-    if raw is None:
+    text = check_body(event, max_bytes)
+    if text is None:
         raise InvalidRequest("The request body is missing.", param="body")
     try:
-        data = strict_json.loads(raw.decode("utf-8"))  # as text, as the resolver's path parses it
+        data = strict_json.loads(text)  # as text, as the resolver's path parses it
     except ValueError as exc:
         raise InvalidRequest("The request body is not valid JSON.") from exc
     if not isinstance(data, dict):
