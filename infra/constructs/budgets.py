@@ -95,8 +95,10 @@ class Budgets(Construct):
     def grant_gateway(self, grantee: iam.IGrantable, ledger: LedgerTable) -> None:
         """Admission (UpdateItem, alone or in a transaction), breaker trips (UpdateItem), state reads
         (GetItem), alert markers (conditional PutItem), settlement (UpdateItem here + PutItem on the
-        ledger, in one transaction) and alert publishing."""
-        self.table.grant(grantee, ["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem"])
+        ledger, in one transaction), alert publishing, and the router's fleet scores (UpdateItem to add,
+        BatchGetItem to read: ``finops.routing.score_store``)."""
+        self.table.grant(grantee, ["dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem",
+                                   "dynamodb:BatchGetItem"])
         ledger.grant_append(grantee)
         self.alerts.grant_publish(grantee)
 

@@ -484,8 +484,10 @@ def test_gateway_role_is_least_privilege(synth: Synth) -> None:
         _g(_getatt(ledger)): {"dynamodb:PutItem", "dynamodb:GetItem"},
         _g(_index_arn(ledger, "by_day")): {"dynamodb:Query"},
         _g(_getatt(keys)): {"dynamodb:GetItem"},  # authenticate
-        # admission/settlement updates (alone or in a transaction), state reads, alert markers
-        _g(_getatt(budgets)): {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem"},
+        # admission/settlement updates (alone or in a transaction), state reads, alert markers; the router's
+        # fleet scores (UpdateItem ADD, BatchGetItem)
+        _g(_getatt(budgets)): {"dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:PutItem",
+                               "dynamodb:BatchGetItem"},
         _g(key, "dynamodb"): DYNAMODB_KMS,
         _g({"Ref": synth.id_of("AWS::SNS::Topic")}): {"sns:Publish"},
         _g(key, "sns"): {"kms:GenerateDataKey", "kms:Decrypt"},

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
+from finops import aws
 from finops.pricing import Usage, load_catalog
+from finops.routing import load_routing_policy
+from finops.routing.fleet_scores import hour_of
+from finops.routing.score_store import PREFIX, DynamoScoreStore
 
 HARD = "Analyze the legal exposure in this contract clause and draft a strategy memo, step by step. " * 12
 
@@ -41,3 +47,22 @@ def test_route_off_and_concrete_models_are_not_routed(gateway_env, load_event):
     assert concrete.header("X-FinOps-Route-Decision") is None
     row = next(r for r in gateway_env.entries() if r.request_id == concrete.header("X-Request-ID"))
     assert (row.route_strategy, row.counterfactual_usd) == (None, row.cost_usd)
+
+
+def test_the_gateway_shares_routing_scores_with_every_execution_environment(gateway_env, load_event):
+    policy = load_routing_policy()
+    ddb = aws.client("dynamodb")
+    # Other environments saw enough hard prompts (all scored 0.99) for the fleet's cut-off to sit there.
+    store = DynamoScoreStore(ddb, gateway_env.budgets_table)
+    store.add("classifier#enterprise", hour_of(time.time()), {990: policy.adaptive_min_samples})
+    first = gateway_env.invoke(_event(load_event, HARD))  # a new environment: no scores of its own yet
+    assert first.status == 200
+    assert "from the fleet's recent calls" in first.header("X-FinOps-Route-Decision")
+    assert first.header("X-FinOps-Model") != "gpt-4o"  # HARD alone goes strong; against this fleet it does not
+
+    for i in range(policy.fleet.flush_every - 1):  # this environment's scores reach the table every flush_every
+        assert gateway_env.invoke(_event(load_event, f"question {i}")).status == 200
+    items = ddb.scan(TableName=gateway_env.budgets_table, ConsistentRead=True)["Items"]
+    counted = sum(int(v["N"]) for item in items if item["pk"]["S"].startswith(f"{PREFIX}classifier#enterprise#")
+                  for k, v in item.items() if k.startswith("b"))
+    assert counted == policy.adaptive_min_samples + policy.fleet.flush_every

@@ -14,6 +14,7 @@ from ..keys.service import KeyService
 from ..ledger.repository import LedgerRepository
 from ..pricing import load_catalog
 from ..routing import Router
+from ..routing.score_store import DynamoScoreStore
 from ..settings import Settings, get_settings
 from .service import ChatGateway, ProviderSet
 
@@ -35,8 +36,10 @@ def keys(settings: Settings) -> KeyService:
 
 
 def router(settings: Settings) -> Router:
-    """The router, checking model access against the same budget policy the governor enforces."""
-    built = Router.for_policies(load_policy(settings.budget_policy_path), load_catalog(settings.price_catalog_path))
+    """The router, checking model access against the same budget policy the governor enforces and holding its
+    strong-call shares on the whole fleet's scores (kept in the budgets table)."""
+    built = Router.for_policies(load_policy(settings.budget_policy_path), load_catalog(settings.price_catalog_path),
+                                score_store=DynamoScoreStore(aws.client("dynamodb"), settings.budgets_table))
     built.warm()
     return built
 

@@ -59,6 +59,17 @@ class TierRouting(_Strict):
         return self.model_of(self.classes[0])  # type: ignore[return-value]
 
 
+class FleetShareControl(_Strict):
+    """Adaptive share control across execution environments (``fleet_scores``), when the router has a score
+    store: the scores of the last ``hours`` UTC hours; written every ``flush_every`` scores or
+    ``flush_seconds``, re-read every ``refresh_seconds``."""
+
+    hours: int = Field(default=2, ge=1, le=48)
+    flush_every: int = Field(default=50, ge=1)
+    flush_seconds: float = Field(default=30.0, gt=0)
+    refresh_seconds: float = Field(default=60.0, gt=0)
+
+
 class RoutingPolicy(_Strict):
     default_strategy: str = "classifier"
     reference_model: str = "gpt-4o"  # the counterfactual for auto calls of a tier without a strong model
@@ -67,6 +78,7 @@ class RoutingPolicy(_Strict):
     # adaptive share control: how many recent auto calls per tier are kept, and how many before they count
     adaptive_window: int = Field(default=2000, ge=1)
     adaptive_min_samples: int = Field(default=200, ge=1)
+    fleet: FleetShareControl = FleetShareControl()
     tiers: dict[str, TierRouting]
 
     @model_validator(mode="after")

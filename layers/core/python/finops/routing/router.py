@@ -3,7 +3,8 @@
 - ``model: "auto"``: the strategy scores the prompt (last user message); the tier's cut-offs pick the class
   (strong / medium / cheap) and the tier's ladder the model. A tier with one class skips scoring. The
   cut-offs are the validation-calibrated ones until the tier has seen enough auto calls, then (share control
-  ``adaptive``, the default) the quantiles of its recent scores that hold its target shares.
+  ``adaptive``, the default) the quantiles of its recent scores that hold its target shares: the whole fleet's
+  recent scores when the router has a score store (``fleet_scores``), else this execution environment's.
 - a concrete model: honoured if the tier may use it; otherwise downgraded to the tier's best model
   (``downgraded``) or, when the tier says ``refuse`` (or routing is off), returned as asked with
   ``forbidden`` set so the caller answers 403.
@@ -25,6 +26,7 @@ from typing import Any
 from ..budgets.policy import BudgetPolicy, load_policy
 from ..pricing import PriceCatalog, load_catalog
 from .features import prompt_text
+from .fleet_scores import FleetScores, ScoreHistogram, ScoreStore
 from .policy import RoutingPolicy, TierRouting, load_routing_policy
 from .share_control import RecentScores
 from .strategies import STRATEGIES, Cutoffs, Strategy, get_strategy
@@ -73,13 +75,18 @@ def _canonical_of(catalog: PriceCatalog) -> CanonicalFn:
 class Router:
     def __init__(self, policy: RoutingPolicy | None = None, *, allows: AllowsFn | None = None,
                  canonical: CanonicalFn | None = None,
-                 strategies: Mapping[str, Strategy] | None = None) -> None:
+                 strategies: Mapping[str, Strategy] | None = None, score_store: ScoreStore | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.policy = policy or load_routing_policy()
         self.allows = allows or _allows_of(load_policy())
         self.canonical = canonical or (lambda m: m)
         self._strategies: dict[str, Strategy] = dict(strategies or {})
         self._cutoffs: dict[tuple[str, str], Cutoffs] = {}
         self._recent: dict[tuple[str, str], RecentScores] = {}  # (strategy, tier) -> scores of recent auto calls
+        fleet = self.policy.fleet
+        self.fleet = None if score_store is None else FleetScores(
+            score_store, hours=fleet.hours, flush_every=fleet.flush_every, flush_seconds=fleet.flush_seconds,
+            refresh_seconds=fleet.refresh_seconds, clock=clock)
         self._auto = frozenset(m.strip().lower() for m in self.policy.auto_models)
         if self.policy.default_strategy not in STRATEGIES and self.policy.default_strategy not in self._strategies:
             raise ValueError(f"unknown default strategy {self.policy.default_strategy!r}")
@@ -90,10 +97,12 @@ class Router:
                     raise ValueError(f"routing tier {name!r}: its {cls} model {model!r} is not allowed for the tier")
 
     @classmethod
-    def for_policies(cls, budgets: BudgetPolicy, catalog: PriceCatalog,
-                     policy: RoutingPolicy | None = None) -> Router:
-        """A router checking model access against ``budgets`` and resolving aliases with ``catalog``."""
-        return cls(policy or load_routing_policy(), allows=_allows_of(budgets), canonical=_canonical_of(catalog))
+    def for_policies(cls, budgets: BudgetPolicy, catalog: PriceCatalog, policy: RoutingPolicy | None = None,
+                     score_store: ScoreStore | None = None) -> Router:
+        """A router checking model access against ``budgets`` and resolving aliases with ``catalog``; with
+        ``score_store``, holding its shares on the fleet's recent scores."""
+        return cls(policy or load_routing_policy(), allows=_allows_of(budgets), canonical=_canonical_of(catalog),
+                   score_store=score_store)
 
     @classmethod
     def default(cls) -> Router:
@@ -120,22 +129,32 @@ class Router:
         return tier.share_control == "adaptive" and tier.target_pgr is None and not strategy.constant
 
     def adaptive_cutoffs(self, strategy: Strategy, tier_name: str, tier: TierRouting) -> Cutoffs | None:
-        """Cut-offs holding the tier's target shares on its recent auto calls, or None while the tier does not
-        adapt or has seen fewer than ``adaptive_min_samples`` calls."""
+        """Cut-offs holding the tier's target shares on its recent auto calls: the fleet's, else this
+        environment's, whichever first holds ``adaptive_min_samples``; None while neither does (or the tier does
+        not adapt). ``Cutoffs.source`` says which."""
         if not self.adapts(strategy, tier):
             return None
-        recent = self._recent.get((strategy.name, tier_name))
-        if recent is None or len(recent) < self.policy.adaptive_min_samples:
+        enough = self.policy.adaptive_min_samples
+        recent: RecentScores | ScoreHistogram | None = None
+        if self.fleet is not None:
+            recent = self.fleet.histogram(_fleet_key(strategy.name, tier_name))
+            source = "the fleet's recent calls"
+        if recent is None or len(recent) < enough:
+            recent = self._recent.get((strategy.name, tier_name))
+            source = "recent calls"
+        if recent is None or len(recent) < enough:
             return None
         strong = recent.cut_for_share(tier.strong_share)
         medium = recent.cut_for_share(tier.strong_share + tier.medium_share) if tier.medium_share > 0 else strong
-        return Cutoffs(strong=strong, medium=medium)
+        return Cutoffs(strong=strong, medium=medium, source=source)
 
     def observe(self, strategy: Strategy, tier_name: str, score: float) -> None:
         key = (strategy.name, tier_name)
         if key not in self._recent:
             self._recent[key] = RecentScores(self.policy.adaptive_window)
         self._recent[key].add(score)
+        if self.fleet is not None:
+            self.fleet.record(_fleet_key(strategy.name, tier_name), score)
 
     def warm(self) -> None:
         """Load the default strategy (the classifier artifact) now, e.g. at Lambda init."""
@@ -183,7 +202,7 @@ class Router:
             return RouteDecision(tier.model_of(cls), requested_model, strategy.name, score, cls,  # type: ignore[arg-type]
                                  f"{strategy.name} score {score:.3f} -> {wanted}"
                                  + (f" (served by {cls})" if cls != wanted else "")
-                                 + (f" (cut-off {cut.strong:.3f} from recent calls)" if adaptive else "") + note,
+                                 + (f" (cut-off {cut.strong:.3f} from {cut.source})" if adaptive else "") + note,
                                  counterfactual, routed=True)
 
         model = self.canonical(requested_model)
@@ -204,3 +223,7 @@ class Router:
             return wanted
         order = {"strong": ("medium", "cheap"), "medium": ("cheap", "strong"), "cheap": ("medium", "strong")}
         return next(c for c in order[wanted] if tier.model_of(c))
+
+
+def _fleet_key(strategy: str, tier: str) -> str:
+    return f"{strategy}#{tier}"

@@ -8,8 +8,9 @@ execution environment), and once it holds ``min_samples`` of them the cut-off fo
 quantile of those scores. Which prompts go to the strong model is still decided by the classifier's ranking;
 only the operating point moves.
 
-Per execution environment, like every Lambda cache: each environment converges on its own traffic, which for
-a share target is the same distribution. Single-threaded, as a Lambda execution environment is.
+This window is one execution environment's; ``fleet_scores`` shares the scores across environments when the
+router has a score store (the gateway's does), and the router uses this window only while the fleet's has too
+few. Single-threaded, as a Lambda execution environment is.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ class Cutoffs:
 
     strong: float
     medium: float
+    source: str = "calibration"  # where they come from: the strategy's calibration, or recent calls' scores
 
 
 class Strategy:
