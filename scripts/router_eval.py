@@ -19,10 +19,13 @@ Writes ``docs/router.md`` (between the ``router-eval`` markers) and ``docs/route
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "layers/core/python"))
@@ -33,9 +36,10 @@ import numpy as np  # noqa: E402
 from finops.routing import data as rdata  # noqa: E402
 from finops.routing import latency, metrics  # noqa: E402
 from finops.routing.model import Classifier  # noqa: E402
-from finops.routing.policy import load_routing_policy  # noqa: E402
-from finops.routing.share_control import RecentScores  # noqa: E402
-from finops.routing.strategies import STRATEGIES, get_strategy  # noqa: E402
+from finops.routing.policy import RoutingPolicy, load_routing_policy  # noqa: E402
+from finops.routing.router import Router  # noqa: E402
+from finops.routing.score_store import DynamoScoreStore  # noqa: E402
+from finops.routing.strategies import STRATEGIES, Cutoffs, Strategy, get_strategy  # noqa: E402
 
 ORDER = ("random", "always_weak", "always_strong", "length", "seed_heuristic", "classifier")
 BENCHES = (("mmlu_heldout", "MMLU held-out subjects"), ("gsm8k", "GSM8K"), ("mt_bench", "MT-Bench"))
@@ -107,28 +111,96 @@ def fmt_ci(row: dict, key: str, scale: float = 1.0, digits: int = 3, unit: str =
     return f"{v * scale:.{digits}f}{unit} [{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]"
 
 
+ENVIRONMENTS = 10  # the simulated fleet: execution environments serving one tier's auto calls
+CALLS_PER_SECOND = 10.0
+
+
+class Precomputed(Strategy):
+    """The classifier's scores, computed once per prompt, with its validation cut-off: the share-control
+    simulation runs the real ``Router`` without scoring every prompt four times."""
+
+    name = "classifier"
+
+    def __init__(self, scores: dict[str, float], threshold: float) -> None:
+        self._scores = scores
+        self._cut = Cutoffs(strong=threshold, medium=threshold)
+
+    def score(self, text: str) -> float:
+        return self._scores[text]
+
+    def cutoffs(self, strong_share: float | None = None, medium_share: float = 0.0,
+                target_pgr: float | None = None) -> Cutoffs:
+        return self._cut
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_796_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@contextlib.contextmanager
+def moto_score_store() -> Iterator[DynamoScoreStore]:
+    """The gateway's score store on a fresh budgets-like table in moto (in-process): the fleet's shared scores."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="eval",
+                              aws_secret_access_key="eval")
+        client.create_table(TableName="eval", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                            BillingMode="PAY_PER_REQUEST")
+        yield DynamoScoreStore(client, "eval")
+
+
+def simulate(examples: list, strategy: Strategy, target: float, seed: int, environments: int,
+              store: Any = None) -> np.ndarray:
+    """Which prompts ``Router.route`` sends to the strong model when the benchmark's prompts arrive once, in a
+    seeded random order, at ``CALLS_PER_SECOND``, each to one of ``environments`` routers picked at random
+    (sharing ``store``'s fleet scores when given)."""
+    shipped = load_routing_policy()
+    policy = RoutingPolicy.model_validate({
+        "default_strategy": "classifier", "default_tier": "eval", "adaptive_window": shipped.adaptive_window,
+        "adaptive_min_samples": shipped.adaptive_min_samples, "fleet": shipped.fleet.model_dump(),
+        "tiers": {"eval": {"cheap": "weak", "strong": "strong", "strong_share": target}}})
+    clock = _Clock()
+    routers = [Router(policy, allows=lambda tier, model: True, strategies={"classifier": strategy},
+                      score_store=store, clock=clock) for _ in range(environments)]
+    rng = np.random.default_rng(seed)
+    sent = np.zeros(len(examples), dtype=bool)
+    for i in rng.permutation(len(examples)):
+        clock.now += 1 / CALLS_PER_SECOND
+        decision = routers[int(rng.integers(environments))].route(examples[i].prompt, "auto", "eval")
+        sent[i] = decision.model_class == "strong"
+    return sent
+
+
 def share_control(benches: dict, classifier: Classifier, target: float, seed: int) -> dict:
-    """The realised strong-call share and quality of the classifier with the validation cut-off (static) and
-    with adaptive share control (``finops.routing.share_control``, the shipped policy's window): each
-    benchmark's prompts arrive once in a seeded random order; each call is decided on the calls before it."""
+    """The realised strong-call share and quality of the classifier: with the validation cut-off (static); with
+    adaptive share control (``finops.routing.share_control``, the shipped policy's window) in one execution
+    environment serving every call; in ``ENVIRONMENTS`` environments each alone; and in as many sharing their
+    scores (``fleet_scores``, through the real ``DynamoScoreStore`` on moto in-process)."""
     policy = load_routing_policy()
     threshold = float(classifier.meta["calibration"]["threshold"])
-    out: dict = {"window": policy.adaptive_window, "min_samples": policy.adaptive_min_samples}
+    out: dict = {"window": policy.adaptive_window, "min_samples": policy.adaptive_min_samples,
+                 "environments": ENVIRONMENTS, "rate": CALLS_PER_SECOND, "fleet": policy.fleet}
     for bench, examples in benches.items():
         scores = np.array([classifier.score(e.prompt) for e in examples])
+        strategy = Precomputed({e.prompt: float(v) for e, v in zip(examples, scores, strict=True)}, threshold)
         weak = np.array([e.weak for e in examples])
         strong = np.array([e.strong for e in examples])
-        recent = RecentScores(policy.adaptive_window)
-        sent = np.zeros(len(examples), dtype=bool)
-        for i in np.random.default_rng(seed).permutation(len(examples)):
-            cut = recent.cut_for_share(target) if len(recent) >= policy.adaptive_min_samples else threshold
-            sent[i] = scores[i] >= cut
-            recent.add(float(scores[i]))
-        static_share, static_quality = metrics.realised(scores, weak, strong, threshold)
-        out[bench] = {"static": (static_share, static_quality),
-                      "adaptive": (float(sent.mean()), float(np.where(sent, strong, weak).mean()))}
-        print(f"{bench:13s} share control: static {static_share:.1%} / {static_quality:.3f}, adaptive "
-              f"{sent.mean():.1%} / {out[bench]['adaptive'][1]:.3f}", flush=True)
+        with moto_score_store() as store:
+            runs = {"one": simulate(examples, strategy, target, seed, 1),
+                    "alone": simulate(examples, strategy, target, seed, ENVIRONMENTS),
+                    "fleet": simulate(examples, strategy, target, seed, ENVIRONMENTS, store)}
+        out[bench] = {"static": metrics.realised(scores, weak, strong, threshold)}
+        out[bench].update({name: (float(sent.mean()), float(np.where(sent, strong, weak).mean()))
+                           for name, sent in runs.items()})
+        print(f"{bench:13s} share control: " + ", ".join(
+            f"{name} {share:.1%} / {quality:.3f}" for name, (share, quality) in out[bench].items()), flush=True)
     return out
 
 
@@ -192,20 +264,24 @@ def markdown(results: dict, control: dict, times: dict, meta: dict, n_boot: int,
                          f"{fmt_ci(r, 'cpt80', 1, 1, '%')} | {fmt_ci(r, 'share', 100, 1, '%')} | "
                          f"{fmt_ci(r, 'quality', 1, qd)} |")
         lines.append("")
+    fleet = control["fleet"]
     lines += [f"### Share control (classifier, target {target:.0%} strong calls)", "",
               "The validation cut-off holds the target on prompts like the validation subjects' only. Adaptive "
               f"share control (the default) takes the cut-off from the last {control['window']} calls' scores once "
-              f"{control['min_samples']} were seen; here each benchmark's prompts arrive once, in a seeded random "
-              "order, the first ones on the validation cut-off.", "",
-              "| benchmark | static: strong share | static: quality | adaptive: strong share | adaptive: quality |",
+              f"{control['min_samples']} were seen. Each benchmark's prompts arrive once, in a seeded random order, "
+              f"at {control['rate']:.0f} calls a second, through the real `Router`: in one execution environment; in "
+              f"{control['environments']} environments (each call to one at random) each adapting alone; and in "
+              f"{control['environments']} environments sharing their scores through the budgets table (moto; "
+              f"writes every {fleet.flush_every} scores or {fleet.flush_seconds:.0f} s, re-reads every "
+              f"{fleet.refresh_seconds:.0f} s).", "",
+              "| benchmark | static | one environment | "
+              f"{control['environments']} environments alone | {control['environments']} environments, fleet |",
               "|---|---|---|---|---|"]
     for bench, title in BENCHES:
-        (ss, sq), (as_, aq) = control[bench]["static"], control[bench]["adaptive"]
         qd = 2 if bench == "mt_bench" else 3
-        n = results[(ORDER[0], bench)]["n"]
-        few = n < control["min_samples"]
-        note = f" (only {n} prompts: never past the first {control['min_samples']})" if few else ""
-        lines.append(f"| {title} | {ss:.1%} | {sq:.{qd}f} | {as_:.1%}{note} | {aq:.{qd}f} |")
+        cells = [f"{share:.1%} strong, quality {quality:.{qd}f}"
+                 for share, quality in (control[bench][k] for k in ("static", "one", "alone", "fleet"))]
+        lines.append(f"| {title} (n = {results[(ORDER[0], bench)]['n']}) | " + " | ".join(cells) + " |")
     lines += ["", "### Timings (this machine)", "",
               f"- artifact load: p50 {times['load_ms_p50']:.1f} ms, max {times['load_ms_max']:.1f} ms in-process; "
               f"cold interpreter import + load + first score: p50 {times['cold_import_load_ms_p50']:.0f} ms",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -60,3 +61,22 @@ def test_goals_are_marked_from_the_numbers(router_eval) -> None:
     met = "\n".join(router_eval.goals(_results(0.69, [0.6, 0.7], [0.5, 0.6]),
                                       router_eval.versus_length(_results(0.69, [0.6, 0.7], [0.5, 0.6])), TIMES))
     assert met.count("**missed**") == 1  # only the pooled p99
+
+
+def test_environments_sharing_scores_hold_the_target_sooner_than_each_alone(router_eval) -> None:
+    rng = np.random.default_rng(1)
+    examples = [SimpleNamespace(prompt=f"prompt {i}") for i in range(3000)]
+    # Traffic unlike the validation data: every score is above the validation cut-off (0.5).
+    strategy = router_eval.Precomputed({e.prompt: 0.6 + 0.4 * float(rng.random()) for e in examples}, 0.5)
+    one = router_eval.simulate(examples, strategy, 0.5, 0, 1)
+    alone = router_eval.simulate(examples, strategy, 0.5, 0, 10)
+    with router_eval.moto_score_store() as store:
+        fleet = router_eval.simulate(examples, strategy, 0.5, 0, 10, store)
+    order = np.random.default_rng(0).permutation(len(examples))  # the arrival order simulate() uses
+    assert one[order[:200]].all() and one[order[1000:]].mean() == pytest.approx(0.5, abs=0.05)
+    # ten environments see ~300 calls each: ~200 of them on the static cut-off, every one strong
+    assert alone.mean() > 0.75
+    # sharing, the fleet's cut-off applies after its first write (30 s) and read (60 s): ~600 calls
+    assert fleet[order[:500]].all()
+    assert fleet[order[1000:]].mean() == pytest.approx(0.5, abs=0.05)
+    assert fleet.mean() < alone.mean() - 0.15
