@@ -20,6 +20,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from itertools import pairwise
+from operator import itemgetter
 from typing import Any
 
 HEAD = 450  # characters of the prompt's start that are read
@@ -37,7 +38,12 @@ _MATH_BYTES = b"=+*/^<>%$\\"
 _MATH_UNICODE = "\u00d7\u00f7\u221a\u03c0\u2211\u222b\u2264\u2265\u00b1\u221e"  # times, divide, root, pi...
 _CODE_BYTES = b"{};[]_"
 _UPPER_BYTES = bytes(range(65, 91))
-_OPTION = re.compile(r"^\(?([A-J])[.)]\s*(.*)$", re.M)
+# For counting sentence ends: "?" reads as ".", a newline as a space, so ". " counts ". ", ".\n", "? " and "?\n".
+_SENTENCE_TABLE = bytes(46 if c == 63 else 32 if c == 10 else c for c in range(256))
+# An answer option: a line starting "A." / "(B)" ... The pattern starts with the newline before the line (the
+# text searched gets one in front), so the regex engine jumps from newline to newline instead of trying every
+# position, as a multi-line "^" makes it do (4x faster, same matches).
+_OPTION = re.compile(r"\n\(?([A-J])[.)]\s*(.*)")
 _HAS_DIGIT = re.compile(r"\d")
 _CUES = ("write", "explain", "describe", "compose", "create", "draft", "design", "implement")
 
@@ -94,20 +100,20 @@ def extract(text: str) -> tuple[list[float], list[bytes]]:
     alnum = m - folded.count(b" ")
     words = text.count(" ") + lines + 1 if n else 0
 
-    found = list(_OPTION.finditer(text[-OPTIONS_WINDOW:])) if lines else []
+    found = list(_OPTION.finditer("\n" + text[-OPTIONS_WINDOW:])) if lines else []
     n_opt = len(found)
     if n_opt:
-        options = [o.group(2) for o in found]
-        lens = [len(o) for o in options]
+        options = list(map(itemgetter(2), found))
+        lens = list(map(len, options))
         mean_opt = sum(lens) / n_opt
         spread = (max(lens) - min(lens)) / (mean_opt + 1.0)
-        numeric = sum(1 for o in options if _HAS_DIGIT.search(o)) / n_opt
+        numeric = sum(map(bool, map(_HAS_DIGIT.search, options))) / n_opt
         stem = max(0, n - min(n, OPTIONS_WINDOW) + found[0].start())
         log_option_len, log_stem, stem_share = math.log1p(mean_opt), math.log1p(stem), stem / max(n, 1)
     else:
         log_option_len = spread = numeric = log_stem = stem_share = MISSING
     low = window[-TAIL:].lower()
-    sentences = raw.count(b". ") + raw.count(b".\n") + raw.count(b"? ") + raw.count(b"?\n") + raw.count(b"! ")
+    sentences = raw.translate(_SENTENCE_TABLE).count(b". ") + raw.count(b"! ")
     dense = [
         math.log1p(n),
         math.log1p(words),

@@ -102,7 +102,8 @@ class Classifier:
         z = self._bias + standardise(np.asarray(dense), self._mean, self._inv_scale) @ self._w_dense
         ids = self.term_ids(words)
         if ids:
-            z = z + self._w_terms.take(list(ids), axis=0).sum(axis=0) / math.sqrt(len(ids))
+            rows = np.fromiter(ids, np.intp, len(ids))
+            z = z + self._w_terms.take(rows, axis=0).sum(axis=0) / math.sqrt(len(ids))
         return z
 
     def term_ids(self, words: list[bytes]) -> set[int]:
