@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 
 import numpy as np
 import pytest
@@ -101,3 +102,21 @@ def test_latency_measure_reports_every_number() -> None:
         assert 0 < m[f"{name}_us_best_p50"] <= m[f"{name}_us_best_p99"] <= m[f"{name}_us_max"]
         assert m[f"{name}_us_p50"] <= m[f"{name}_us_p99"] <= m[f"{name}_us_max"]
     assert m["artifact_bytes"] == (artifact_dir() / "classifier.npz").stat().st_size
+
+
+def test_answer_options_are_found_on_every_line_including_the_first() -> None:
+    def option_features(text: str) -> dict[str, float]:
+        dense = dict(zip(DENSE_NAMES, extract(text)[0], strict=True))
+        return {k: round(dense[k], 6) for k in ("log_option_len", "numeric_options", "log_stem_len", "stem_share")}
+
+
+
+    # the first line is an option: the stem is empty
+    assert option_features("A. one\nB) 22\n(C) three") == {
+        "log_option_len": round(math.log1p((3 + 2 + 5) / 3), 6), "numeric_options": round(1 / 3, 6),
+        "log_stem_len": 0.0, "stem_share": 0.0}
+    stem = "Which is prime?"
+    got = option_features(f"{stem}\nA. 4\nB. 9\nC. 7\nD. 1\nnot an option: E.g. this")
+    assert got["log_stem_len"] == round(math.log1p(len(stem) + 1), 6)  # the stem and its line break
+    assert got["numeric_options"] == 1.0
+    assert math.isnan(extract("No options here.\nAnd a second line.")[0][DENSE_NAMES.index("stem_share")])
