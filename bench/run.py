@@ -63,7 +63,7 @@ def instant_upstream(request: httpx.Request) -> httpx.Response:
         "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13}})
 
 
-def event(key: str, i: int) -> dict[str, Any]:
+def event(key: str, i: int, model: str = "gpt-4o-mini") -> dict[str, Any]:
     return {
         "resource": "/{proxy+}", "path": "/v1/chat/completions", "httpMethod": "POST",
         "headers": {"Authorization": f"Bearer {key}", "Content-Type": "application/json",
@@ -73,13 +73,13 @@ def event(key: str, i: int) -> dict[str, Any]:
         "requestContext": {"requestId": f"bench-{i}", "stage": "prod", "resourcePath": "/{proxy+}",
                            "httpMethod": "POST", "path": "/prod/v1/chat/completions", "accountId": "1",
                            "apiId": "bench", "identity": {"sourceIp": "127.0.0.1"}},
-        "body": json.dumps({"model": "gpt-4o-mini", "max_tokens": 64,
+        "body": json.dumps({"model": model, "max_tokens": 64,
                             "messages": [{"role": "user", "content": f"What is {i} + {i}?"}]}),
         "isBase64Encoded": False,
     }
 
 
-def warm_path() -> dict[str, Any]:
+def warm_path(model: str = "gpt-4o-mini") -> dict[str, Any]:
     from moto import mock_aws
 
     os.environ.update({
@@ -156,7 +156,7 @@ def warm_path() -> dict[str, Any]:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="No application metrics to publish")
             for i in range(20):  # warm up: key cache, encodings, connections
-                assert invoke("gateway", event(key, i))["statusCode"] == 200
+                assert invoke("gateway", event(key, i, model))["statusCode"] == 200
             calls.clear()
             admission_times.clear()
             latencies, overheads, admission_overheads, per_request = [], [], [], []
@@ -165,7 +165,7 @@ def warm_path() -> dict[str, Any]:
                 before = len(calls)
                 emulator["total"] = 0.0
                 t = time.perf_counter()
-                result = invoke("gateway", event(key, i))
+                result = invoke("gateway", event(key, i, model))
                 elapsed = time.perf_counter() - t
                 assert result["statusCode"] == 200, result
                 latencies.append(elapsed)
@@ -197,6 +197,11 @@ def main() -> int:
         print(f"  {label:<50} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
     print(f"  DynamoDB calls per admitted request: {warm['calls_before']:.2f} before the provider call, "
           f"{warm['calls_after']:.2f} after  ({', '.join(warm['call_kinds'])})")
+    auto = warm_path("auto")  # routed: the classifier scores each prompt; the fleet's score counts are shared
+    p50, p99 = auto["overhead_ms"]
+    print(f"  model \"auto\" (routed): gateway overhead p50 {p50:.2f} ms, p99 {p99:.2f} ms; DynamoDB calls per request "
+          f"{auto['calls_before']:.2f} before the provider call, {auto['calls_after']:.2f} after "
+          f"({', '.join(auto['call_kinds'])})")
     import export as chargeback_export  # bench/export.py: chargeback export throughput (BENCH_EXPORT_ROWS)
 
     chargeback_export.report()
