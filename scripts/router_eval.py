@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import sys
 import time
 from collections.abc import Iterator
@@ -168,7 +169,7 @@ def simulate(examples: list, strategy: Strategy, target: float, seed: int, envir
         "tiers": {"eval": {"cheap": "weak", "strong": "strong", "strong_share": target}}})
     clock = _Clock()
     routers = [Router(policy, allows=lambda tier, model: True, strategies={"classifier": strategy},
-                      score_store=store, clock=clock) for _ in range(environments)]
+                      score_store=store, clock=clock, rng=random.Random(seed + e)) for e in range(environments)]
     rng = np.random.default_rng(seed)
     sent = np.zeros(len(examples), dtype=bool)
     for i in rng.permutation(len(examples)):

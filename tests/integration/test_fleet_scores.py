@@ -11,9 +11,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from finops.routing import Router, RoutingPolicy
-from finops.routing.fleet_scores import BINS_PER_WRITE, FleetScores, ScoreHistogram, bin_of, hour_of
+from finops.routing.fleet_scores import BINS_PER_WRITE, FleetScores, hour_of
 from finops.routing.score_store import PREFIX, DynamoScoreStore
-from finops.routing.share_control import RecentScores
+from finops.routing.share_control import RecentScores, ScoreHistogram, bin_of
 from finops.routing.strategies import Cutoffs, Strategy
 from moto import mock_aws
 
@@ -93,20 +93,22 @@ def stored_total(client: Any) -> int:
 
 # --- the histogram ---------------------------------------------------------------------------------------
 
-def test_histogram_cut_is_the_exact_cut_to_a_bin() -> None:
+def test_the_fleets_histogram_cuts_as_one_window_holding_the_same_scores() -> None:
     rng = random.Random(3)
-    scores = [rng.betavariate(2, 5) for _ in range(3000)]
+    scores = [round(rng.betavariate(2, 5), 3) for _ in range(3000)]  # rounded: many ties within bins
     recent = RecentScores(window=len(scores))
-    for s in scores:
-        recent.add(s)
     counts: dict[int, int] = {}
     for s in scores:
+        recent.add(s)
         counts[bin_of(s)] = counts.get(bin_of(s), 0) + 1
     histogram = ScoreHistogram(counts)
     assert len(histogram) == 3000
-    for share in (0.05, 0.3, 0.5, 0.8, 0.97):
-        assert histogram.cut_for_share(share) == bin_of(recent.cut_for_share(share)) / 1000
-    assert histogram.cut_for_share(0.0) == float("inf") and histogram.cut_for_share(1.0) == float("-inf")
+    for share in (0.0, 0.05, 0.3, 0.5, 0.8, 0.97, 1.0):
+        cut = histogram.cut_for_share(share)
+        assert cut == recent.cut_for_share(share)
+        draws = [i / 1000 for i in range(1000)]  # the share it sends up, over evenly spread draws
+        sent = sum(cut.reaches(s, d) for s, d in zip(scores, draws * 3, strict=True))
+        assert sent == pytest.approx(share * len(scores), abs=0.01 * len(scores))
     assert (bin_of(-0.5), bin_of(1.0), bin_of(7.0)) == (0, 999, 999)
     with pytest.raises(ValueError):
         ScoreHistogram().cut_for_share(0.5)

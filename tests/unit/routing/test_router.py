@@ -7,7 +7,7 @@ import random
 
 import pytest
 from finops.routing import RouteDecision, Router, RoutingPolicy, load_routing_policy
-from finops.routing.share_control import RecentScores
+from finops.routing.share_control import BINS, Cut, RecentScores
 from finops.routing.strategies import Cutoffs, Strategy
 
 ALLOWED = {
@@ -162,13 +162,13 @@ def test_shipped_ladders_are_priced_and_served() -> None:
 
 # --- adaptive share control: the tier's recent scores set the cut-offs that hold its target shares ---
 
-def adaptive_router(share_control: str = "adaptive", **tier: object) -> Router:
+def adaptive_router(share_control: str = "adaptive", rng: random.Random | None = None, **tier: object) -> Router:
     policy = RoutingPolicy.model_validate({
         "default_strategy": "fixed", "adaptive_window": 500, "adaptive_min_samples": 100,
         "default_tier": "pro",
         "tiers": {"pro": {"cheap": "gpt-4o-mini", "medium": "llama", "strong": "gpt-4o", "strong_share": 0.3,
                           "medium_share": 0.2, "share_control": share_control, **tier}}})
-    return Router(policy, allows=lambda tier, model: True, strategies={"fixed": Fixed()})
+    return Router(policy, allows=lambda tier, model: True, strategies={"fixed": Fixed()}, rng=rng)
 
 
 def route_many(router: Router, scores: list[float]) -> list[str]:
@@ -179,15 +179,37 @@ def test_recent_scores_cut_for_a_share() -> None:
     recent = RecentScores(window=10)
     with pytest.raises(ValueError):
         recent.cut_for_share(0.5)
-    for s in range(10):  # 0 .. 9
-        recent.add(float(s))
-    assert recent.cut_for_share(0.3) == 7.0  # 7, 8, 9 are >= 7: 30 %
-    assert recent.cut_for_share(0.0) == float("inf") and recent.cut_for_share(1.0) == float("-inf")
-    for s in (100.0, 101.0, 102.0):  # the window keeps the last 10: 3 .. 9, 100, 101, 102
+    for s in range(10):  # bins 0, 100, ..., 900
+        recent.add(s / 10 + 0.0005)
+    assert recent.cut_for_share(0.3) == Cut(700, 1.0)  # bins 700, 800, 900 reach it: 30 %
+    assert recent.cut_for_share(0.0) == Cut(BINS) and recent.cut_for_share(1.0) == Cut(-1)
+    for s in (0.95, 0.96, 0.97):  # the window keeps the last 10: bins 300 .. 900, 950, 960, 970
         recent.add(s)
     assert len(recent) == 10
-    assert recent.cut_for_share(0.3) == 100.0
-    assert recent.cut_for_share(0.8) == 5.0
+    assert recent.cut_for_share(0.3) == Cut(950, 1.0)
+    assert recent.cut_for_share(0.8) == Cut(500, 1.0)
+
+
+def test_tied_scores_are_split_by_lot_in_the_share_owed() -> None:
+    recent = RecentScores(window=10)
+    for s in [0.1] * 5 + [0.5] * 5:
+        recent.add(s)
+    assert recent.cut_for_share(0.3) == Cut(500, 0.6)  # 3 of the 5 tied at 0.5
+    assert recent.cut_for_share(0.7) == Cut(100, 0.4)  # the five at 0.5, and 2 of the 5 at 0.1
+    cut = Cut(500, 0.6)
+    assert cut.reaches(0.5004, 0.59) and not cut.reaches(0.5004, 0.61)  # in the cut's bin: by the draw
+    assert cut.reaches(0.501, 0.99) and not cut.reaches(0.4999, 0.0)  # above / below it: never by lot
+
+
+def test_one_repeated_prompt_template_still_gets_its_target_shares() -> None:
+    """An agent loop or a batch job sends one template: every score alike. Its quantile is its own score, so
+    without tie-breaking every call would reach the strong cut-off."""
+    router = adaptive_router(rng=random.Random(7))
+    classes = route_many(router, [0.65] * 3000)
+    later = classes[100:]
+    assert later.count("strong") / len(later) == pytest.approx(0.3, abs=0.03)
+    assert later.count("medium") / len(later) == pytest.approx(0.2, abs=0.03)
+    assert later.count("cheap") / len(later) == pytest.approx(0.5, abs=0.03)
 
 
 def test_traffic_unlike_the_validation_data_still_gets_its_target_shares() -> None:

@@ -27,45 +27,11 @@ from typing import Protocol
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .share_control import ScoreHistogram, bin_of
+
 logger = Logger(child=True)
 
-BINS = 1000  # score bins of width 0.001: the cut-off is known to a thousandth of the score range
 BINS_PER_WRITE = 100  # one write's bins: DynamoDB caps an update expression at 4 KB (~280 of these)
-
-
-def bin_of(score: float) -> int:
-    return min(BINS - 1, max(0, int(score * BINS)))
-
-
-class ScoreHistogram:
-    """Counts of scores per bin. ``cut_for_share`` as ``RecentScores.cut_for_share``, to a bin's width: the
-    lower edge of the bin where the top ``share`` of the counts begins."""
-
-    def __init__(self, counts: Mapping[int, int] | None = None) -> None:
-        self.counts: dict[int, int] = {b: int(n) for b, n in (counts or {}).items() if n > 0}
-        self.total = sum(self.counts.values())
-
-    def __len__(self) -> int:
-        return self.total
-
-    def add(self, b: int) -> None:
-        self.counts[b] = self.counts.get(b, 0) + 1
-        self.total += 1
-
-    def cut_for_share(self, share: float) -> float:
-        if self.total == 0:
-            raise ValueError("no scores")
-        k = round(min(1.0, max(0.0, share)) * self.total)  # how many of the counted calls should go above
-        if k <= 0:
-            return float("inf")
-        if k >= self.total:
-            return float("-inf")
-        above = 0
-        for b in sorted(self.counts, reverse=True):
-            above += self.counts[b]
-            if above >= k:
-                return b / BINS
-        return float("-inf")  # unreachable: the counts sum to total > k
 
 
 class ScoreStore(Protocol):

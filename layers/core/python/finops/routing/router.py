@@ -18,6 +18,7 @@ on it for savings reports.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -26,9 +27,9 @@ from typing import Any
 from ..budgets.policy import BudgetPolicy, load_policy
 from ..pricing import PriceCatalog, load_catalog
 from .features import prompt_text
-from .fleet_scores import FleetScores, ScoreHistogram, ScoreStore
+from .fleet_scores import FleetScores, ScoreStore
 from .policy import RoutingPolicy, TierRouting, load_routing_policy
-from .share_control import RecentScores
+from .share_control import AdaptiveCutoffs, RecentScores, ScoreHistogram
 from .strategies import STRATEGIES, Cutoffs, Strategy, get_strategy
 
 ROUTE_HEADER = "X-FinOps-Route"
@@ -76,13 +77,14 @@ class Router:
     def __init__(self, policy: RoutingPolicy | None = None, *, allows: AllowsFn | None = None,
                  canonical: CanonicalFn | None = None,
                  strategies: Mapping[str, Strategy] | None = None, score_store: ScoreStore | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
         self.policy = policy or load_routing_policy()
         self.allows = allows or _allows_of(load_policy())
         self.canonical = canonical or (lambda m: m)
         self._strategies: dict[str, Strategy] = dict(strategies or {})
         self._cutoffs: dict[tuple[str, str], Cutoffs] = {}
         self._recent: dict[tuple[str, str], RecentScores] = {}  # (strategy, tier) -> scores of recent auto calls
+        self._rng = rng or random.Random()  # breaks ties at an adaptive cut-off (share_control)
         fleet = self.policy.fleet
         self.fleet = None if score_store is None else FleetScores(
             score_store, hours=fleet.hours, flush_every=fleet.flush_every, flush_seconds=fleet.flush_seconds,
@@ -128,10 +130,10 @@ class Router:
         needs labels) nor for a strategy that always picks the same class."""
         return tier.share_control == "adaptive" and tier.target_pgr is None and not strategy.constant
 
-    def adaptive_cutoffs(self, strategy: Strategy, tier_name: str, tier: TierRouting) -> Cutoffs | None:
+    def adaptive_cutoffs(self, strategy: Strategy, tier_name: str, tier: TierRouting) -> AdaptiveCutoffs | None:
         """Cut-offs holding the tier's target shares on its recent auto calls: the fleet's, else this
         environment's, whichever first holds ``adaptive_min_samples``; None while neither does (or the tier does
-        not adapt). ``Cutoffs.source`` says which."""
+        not adapt)."""
         if not self.adapts(strategy, tier):
             return None
         enough = self.policy.adaptive_min_samples
@@ -146,7 +148,7 @@ class Router:
             return None
         strong = recent.cut_for_share(tier.strong_share)
         medium = recent.cut_for_share(tier.strong_share + tier.medium_share) if tier.medium_share > 0 else strong
-        return Cutoffs(strong=strong, medium=medium, source=source)
+        return AdaptiveCutoffs(strong, medium, source)
 
     def observe(self, strategy: Strategy, tier_name: str, score: float) -> None:
         key = (strategy.name, tier_name)
@@ -194,15 +196,19 @@ class Router:
             strategy = self.strategy(strategy_name)
             score = strategy.score(prompt_text(messages))
             adaptive = self.adaptive_cutoffs(strategy, tier_name, tier)
-            cut = adaptive or self.cutoffs(strategy, tier_name, tier)
+            if adaptive is not None:
+                wanted = adaptive.decide(score, self._rng.random())
+                how = f" (cut-off {adaptive.strong.value:.3f} from {adaptive.source})"
+            else:
+                cut = self.cutoffs(strategy, tier_name, tier)
+                wanted = "strong" if score >= cut.strong else "medium" if score >= cut.medium else "cheap"
+                how = ""
             if self.adapts(strategy, tier):
                 self.observe(strategy, tier_name, score)  # after deciding: this call is judged on the ones before
-            wanted = "strong" if score >= cut.strong else "medium" if score >= cut.medium else "cheap"
             cls = self._nearest_class(tier, wanted)
             return RouteDecision(tier.model_of(cls), requested_model, strategy.name, score, cls,  # type: ignore[arg-type]
                                  f"{strategy.name} score {score:.3f} -> {wanted}"
-                                 + (f" (served by {cls})" if cls != wanted else "")
-                                 + (f" (cut-off {cut.strong:.3f} from {cut.source})" if adaptive else "") + note,
+                                 + (f" (served by {cls})" if cls != wanted else "") + how + note,
                                  counterfactual, routed=True)
 
         model = self.canonical(requested_model)

@@ -12,7 +12,6 @@ class Cutoffs:
 
     strong: float
     medium: float
-    source: str = "calibration"  # where they come from: the strategy's calibration, or recent calls' scores
 
 
 class Strategy:
