@@ -104,6 +104,16 @@ def test_latency_measure_reports_every_number() -> None:
     assert m["artifact_bytes"] == (artifact_dir() / "classifier.npz").stat().st_size
 
 
+def test_latency_rounds_report_the_median_and_every_round() -> None:
+    from finops.routing.latency import measure_rounds
+
+    m = measure_rounds(PROMPTS, rounds=3, repeats=1, cold_runs=0)
+    for name in ("score_us_p99", "score_us_best_p99", "route_us_p99", "cpu_ref_us"):
+        assert len(m[f"{name}_rounds"]) == 3
+        assert m[name] == sorted(m[f"{name}_rounds"])[1]  # the median round
+    assert m["prompts"] == len(PROMPTS)
+
+
 def test_answer_options_are_found_on_every_line_including_the_first() -> None:
     def option_features(text: str) -> dict[str, float]:
         dense = dict(zip(DENSE_NAMES, extract(text)[0], strict=True))
