@@ -30,6 +30,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .share_control import ScoreHistogram, bin_of
 
 logger = Logger(child=True)
+# What a store may raise: AWS errors, and a malformed item. Routing goes on without fresh fleet scores.
+STORE_ERRORS = (BotoCoreError, ClientError, KeyError, TypeError, ValueError)
 
 BINS_PER_WRITE = 100  # one write's bins: DynamoDB caps an update expression at 4 KB (~280 of these)
 
@@ -85,7 +87,7 @@ class FleetScores:
             hours = [hour_of(now - 3600 * h) for h in range(self.hours)]
             try:
                 shared.histogram = ScoreHistogram(self.store.read(key, hours) + shared.pending)
-            except (BotoCoreError, ClientError) as exc:
+            except STORE_ERRORS as exc:
                 logger.warning("fleet routing scores unreadable; keeping the last ones", extra={
                     "key": key, "error": str(exc)})
         return shared.histogram
@@ -114,7 +116,7 @@ class FleetScores:
             part = dict(sorted(shared.pending.items())[:BINS_PER_WRITE])
             try:
                 self.store.add(key, hour, part)
-            except (BotoCoreError, ClientError) as exc:
+            except STORE_ERRORS as exc:
                 logger.warning("fleet routing scores not written; kept for the next write", extra={
                     "key": key, "pending": sum(shared.pending.values()), "error": str(exc)})
                 return False
