@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from decimal import Decimal
 
 import httpx
 import openai
 import pytest
 from finops.pricing import Usage, load_catalog
+from finops.routing import load_routing_policy
+from finops.routing.fleet_scores import hour_of
+from finops.routing.score_store import DynamoScoreStore
 from openai import OpenAI
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
@@ -170,3 +174,22 @@ def test_httpx_unknown_route_is_404(http, tagged_headers) -> None:
     r = http.get("/v1/engines", headers=tagged_headers())
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "not_found"
+
+
+def test_auto_routing_shares_its_scores_through_the_budgets_table(sdk, running_stack) -> None:
+    """The fleet's score counts over moto's HTTP wire: BatchGetItem on a call's routing, UpdateItem ADD every
+    ``flush_every`` routed calls."""
+    policy = load_routing_policy()
+    ddb = running_stack.dynamodb()
+    table = running_stack.env.get("FINOPS_BUDGETS_TABLE", "finops-budgets")
+    # Other environments saw enough prompts, all scored 0.99: the fleet's cut-off sits there.
+    DynamoScoreStore(ddb, table).add("classifier#enterprise", hour_of(time.time()), {990: policy.adaptive_min_samples})
+    first = sdk.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": "Summarise this month's AI spend by team."}])
+    assert "from the fleet's recent calls" in first.headers["X-FinOps-Route-Decision"]
+    for i in range(policy.fleet.flush_every):  # distinct prompts: the loop breaker stays shut
+        sdk.chat.completions.create(model="auto", messages=[{"role": "user", "content": f"What is {i} squared?"}])
+    items = ddb.scan(TableName=table, ConsistentRead=True)["Items"]
+    counted = sum(int(v["N"]) for item in items if item["pk"]["S"].startswith("route#classifier#enterprise#")
+                  for k, v in item.items() if k.startswith("b"))
+    assert counted > policy.adaptive_min_samples  # the stack's own scores reached the table
