@@ -52,6 +52,20 @@ class BudgetAlerts(Construct):
             description=f"FinOps gateway budget alerts ({EVENT_SOURCE} / {EVENT_DETAIL_TYPE})",
         )
 
+    def allow_cloudwatch_alarms(self) -> None:
+        """Let this account's CloudWatch alarms notify the topic: publish (the topic policy is the stack's own,
+        so the default account access is not there) and use the topic key (a customer-managed key must say so
+        in its key policy)."""
+        stack = Stack.of(self)
+        alarms = f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:*"
+        self.topic.add_to_resource_policy(iam.PolicyStatement(
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")], actions=["sns:Publish"],
+            resources=[self.topic.topic_arn], conditions={"ArnLike": {"aws:SourceArn": alarms}}))
+        self.encryption_key.add_to_resource_policy(iam.PolicyStatement(
+            principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["kms:Decrypt", "kms:GenerateDataKey*"], resources=["*"],
+            conditions={"ArnLike": {"aws:SourceArn": alarms}}))
+
     def grant_publish(self, grantee: iam.IGrantable) -> None:
         """What ``AlertPublisher._publish`` does: sns:Publish on the topic (plus the topic key, through SNS
         only) and events:PutEvents on the bus."""

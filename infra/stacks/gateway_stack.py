@@ -18,6 +18,7 @@ from infra.constructs.layers import GatewayLayers
 from infra.constructs.ledger_table import LedgerTable
 from infra.constructs.provider_secrets import ProviderSecrets
 from infra.constructs.reconciler import Reconciler
+from infra.constructs.routing_alarms import RoutingShareAlarms
 
 
 class GatewayStack(Stack):
@@ -51,6 +52,7 @@ class GatewayStack(Stack):
                                      ledger=self.ledger, restore_from=self.gateway.log_groups)
         self.chargeback = Chargeback(self, "Chargeback", layers=self.layers.for_chargeback, ledger=self.ledger,
                                      encryption_key=self.key)
+        self.routing_alarms = RoutingShareAlarms(self, "RoutingAlarms", alerts=self.budgets.alerts)
 
         CfnOutput(self, "ApiUrl", value=self.gateway.api.url, description="REST API prod stage URL")
         CfnOutput(self, "OpenAIBaseUrl", value=self.gateway.api.url_for_path("/v1"),

@@ -780,3 +780,39 @@ def test_both_gateway_functions_may_call_bedrock(synth: Synth) -> None:
     policies = [p for p in synth.resources("AWS::IAM::Policy").values()
                 if "bedrock:InvokeModelWithResponseStream" in json.dumps(p)]
     assert len(policies) == 2
+
+
+def test_routed_tiers_alarm_when_their_strong_share_runs_over_target(synth: Synth) -> None:
+    from finops.routing.policy import load_routing_policy
+
+    from infra.constructs.routing_alarms import MARGIN, MIN_CALLS
+
+    policy = load_routing_policy()
+    topic_id, _ = synth.one("AWS::SNS::Topic")
+    alarms = {k: v["Properties"] for k, v in synth.resources("AWS::CloudWatch::Alarm").items()
+              if k.startswith("RoutingAlarms")}
+    routed = {name: tier for name, tier in policy.tiers.items() if len(tier.classes) > 1 and tier.strong}
+    assert routed and len(alarms) == len(routed)  # free reaches one model: nothing to watch
+    for name, tier in routed.items():
+        alarm = next(a for a in alarms.values() if a["AlarmDescription"].startswith(f"Tier {name}:"))
+        assert alarm["Threshold"] == 100 * tier.strong_share + MARGIN
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        assert alarm["TreatMissingData"] == "notBreaching"
+        assert alarm["AlarmActions"] == [{"Ref": topic_id}]
+        queries = {q["Id"]: q for q in alarm["Metrics"]}
+        expression = next(q["Expression"] for q in queries.values() if "Expression" in q)
+        assert expression.startswith("IF((") and f">= {MIN_CALLS}, 100 * FILL(strong, 0) /" in expression
+        for cls in tier.classes:
+            stat = queries[cls]["MetricStat"]
+            assert stat["Metric"]["Namespace"] == "FinOpsGateway" and stat["Metric"]["MetricName"] == "RoutedCalls"
+            assert {d["Name"]: d["Value"] for d in stat["Metric"]["Dimensions"]} == {"Tier": name, "ModelClass": cls}
+            assert (stat["Period"], stat["Stat"]) == (3600, "Sum")
+    # CloudWatch may notify the encrypted topic: its policy lets it publish and the key policy lets it use the key
+    _, topic_policy = synth.one("AWS::SNS::TopicPolicy")
+    statements = topic_policy["Properties"]["PolicyDocument"]["Statement"]
+    assert any(s["Effect"] == "Allow" and s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+               and set(_actions(s)) == {"sns:Publish"} for s in statements)
+    _, key = synth.one("AWS::KMS::Key")
+    assert any(s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+               and set(_actions(s)) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+               for s in key["Properties"]["KeyPolicy"]["Statement"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 from finops import aws
@@ -66,3 +67,15 @@ def test_the_gateway_shares_routing_scores_with_every_execution_environment(gate
     counted = sum(int(v["N"]) for item in items if item["pk"]["S"].startswith(f"{PREFIX}classifier#enterprise#")
                   for k, v in item.items() if k.startswith("b"))
     assert counted == policy.adaptive_min_samples + policy.fleet.flush_every
+
+
+def test_each_routed_call_is_counted_for_the_routing_alarms(gateway_env, load_event, monkeypatch, capsys):
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    easy = gateway_env.invoke(_event(load_event, "hi"))
+    concrete = gateway_env.invoke(_event(load_event, "hi", model="gpt-4o-mini"))
+    assert (easy.status, concrete.status) == (200, 200)
+    routed = [line for line in map(str.strip, capsys.readouterr().out.splitlines())
+              if line.startswith("{") and '"RoutedCalls"' in line]
+    assert len(routed) == 1  # the auto call only
+    emf = json.loads(routed[0])
+    assert (emf["Tier"], emf["ModelClass"]) == ("enterprise", "cheap")

@@ -39,6 +39,7 @@ from ..routing import ROUTE_HEADER, RouteDecision, Router
 from ..settings import Settings
 from ..tags import UNALLOCATED, CostTags, header, resolve_tags
 from . import headers as h
+from . import route_metrics
 from .fallback import Attempt, AttemptPlan, chain_for
 from .sse import completion_to_sse
 from .streaming import SessionEvents, StreamingResponse, StreamSession
@@ -197,6 +198,7 @@ class ChatGateway:
         key.check_bindings(tags)
         messages = [m.model_dump(exclude_none=True) for m in request.messages]
         route = self.route(messages, request.model, key.tier, request_headers)
+        route_metrics.record(key.tier, route)
         price = self.resolve(route.model)
         self.governor.check_model(key, price.model)
         out_headers = {h.REQUEST_ID: request_id, h.MODEL: price.model}
