@@ -181,8 +181,11 @@ def test_a_failing_table_loses_no_score_and_counts_none_twice(dynamodb: Any) -> 
     route(router, 0.5)  # the next write sends everything kept
     assert stored_total(dynamodb) == 151
     # an item that is not what the store wrote (a string count): read as a failure, not a failed call
-    dynamodb.put_item(TableName=TABLE, Item={"pk": {"S": f"{PREFIX}fixed#pro#{hour_of(clock.now)}"},
-                                             "b0001": {"S": "many"}})
+    pk = {"S": f"{PREFIX}fixed#pro#{hour_of(clock.now)}"}
+    dynamodb.put_item(TableName=TABLE, Item={"pk": pk, "b0001": {"S": "many"}})
+    clock.now += 60
+    assert route(router, 0.5).model in ("gpt-4o", "gpt-4o-mini")
+    dynamodb.put_item(TableName=TABLE, Item={"pk": pk, "b5000": {"N": "7"}, "b0002": {"N": "-9"}})  # no such bin
     clock.now += 60
     assert route(router, 0.5).model in ("gpt-4o", "gpt-4o-mini")
 

@@ -109,9 +109,12 @@ class ScoreHistogram:
     """Counts of scores per bin (the fleet's, ``fleet_scores``); ``cut_for_share`` as ``RecentScores``'s."""
 
     def __init__(self, counts: Mapping[int, int] | None = None) -> None:
+        """``counts``: bin -> count; bins outside 0 .. BINS-1 and negative counts (not what the store writes)
+        are left out."""
         self.counts = np.zeros(BINS, dtype=np.int64)
         for b, c in (counts or {}).items():
-            self.counts[b] += c
+            if 0 <= b < BINS:
+                self.counts[b] += c
         np.maximum(self.counts, 0, out=self.counts)
         self.total = int(self.counts.sum())
 
