@@ -21,6 +21,7 @@ import sys
 import textwrap
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,7 @@ def warm_path(model: str = "gpt-4o-mini") -> dict[str, Any]:
         from finops.keys.service import KeySpec
         from finops.local import stack
         from finops.local.lambda_runtime import invoke
+        from finops.providers.groq import GroqProvider
         from finops.providers.openai import OpenAIProvider
         from finops.settings import get_settings
 
@@ -100,8 +102,10 @@ def warm_path(model: str = "gpt-4o-mini") -> dict[str, Any]:
         stack.create_tables()
         key, _ = factory.keys(get_settings()).create(KeySpec(name="bench", tier="enterprise"))
         gw = factory.gateway()
-        gw.providers._built["openai"] = OpenAIProvider(get_settings().providers["openai"],
-                                                       transport=httpx.MockTransport(instant_upstream))
+        # Both providers a routed call may reach (gpt-4o*, and llama on Groq for the medium class) answer at once.
+        for name, cls in (("openai", OpenAIProvider), ("groq", GroqProvider)):
+            gw.providers._built[name] = cls(get_settings().providers[name],
+                                            transport=httpx.MockTransport(instant_upstream))
 
         calls: list[str] = []
         phase = {"name": "before"}
@@ -124,14 +128,15 @@ def warm_path(model: str = "gpt-4o-mini") -> dict[str, Any]:
             client.meta.events.register("before-call.dynamodb.*", count)
             client.meta.events.register("after-call.dynamodb.*", done)
 
-        provider = gw.providers.get("openai")
-        original = provider.complete
+        def marked(original: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+            def complete(payload: dict[str, Any]) -> Any:
+                phase["name"] = "after"
+                return original(payload)
+            return complete
 
-        def marked(payload: dict[str, Any]) -> Any:
-            phase["name"] = "after"
-            return original(payload)
-
-        provider.complete = marked  # type: ignore[method-assign]
+        for name in ("openai", "groq"):
+            provider = gw.providers.get(name)
+            provider.complete = marked(provider.complete)  # type: ignore[method-assign]
         admit, settle = gw.governor.admit, gw.governor.settle
         admission_times: list[float] = []
 
