@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from finops.routing import Router, RoutingPolicy
 from finops.routing.fleet_scores import BINS_PER_WRITE, FleetScores, hour_of
 from finops.routing.score_store import PREFIX, DynamoScoreStore
-from finops.routing.share_control import RecentScores, ScoreHistogram, bin_of
+from finops.routing.share_control import Cut, RecentScores, ScoreHistogram, bin_of
 from finops.routing.strategies import Cutoffs, Strategy
 from moto import mock_aws
 
@@ -112,6 +112,11 @@ def test_the_fleets_histogram_cuts_as_one_window_holding_the_same_scores() -> No
     assert (bin_of(-0.5), bin_of(1.0), bin_of(7.0)) == (0, 999, 999)
     with pytest.raises(ValueError):
         ScoreHistogram().cut_for_share(0.5)
+    moving = ScoreHistogram({500: 10})
+    assert moving.cut_for_share(0.5) == Cut(500, 0.5)
+    for _ in range(10):
+        moving.add(900)  # each call's own score joins the histogram it is judged on next
+    assert moving.cut_for_share(0.5) == Cut(900, 1.0)
 
 
 # --- the store -------------------------------------------------------------------------------------------

@@ -117,6 +117,7 @@ class ScoreHistogram:
                 self.counts[b] += c
         np.maximum(self.counts, 0, out=self.counts)
         self.total = int(self.counts.sum())
+        self._from_top: np.ndarray | None = None  # calls in the top 1, 2, ... bins; None after an add
 
     def __len__(self) -> int:
         return self.total
@@ -124,6 +125,7 @@ class ScoreHistogram:
     def add(self, b: int) -> None:
         self.counts[b] += 1
         self.total += 1
+        self._from_top = None
 
     def cut_for_share(self, share: float) -> Cut:
         n = self.total
@@ -133,7 +135,9 @@ class ScoreHistogram:
         edge = _edge(k, n)
         if edge is not None:
             return edge
-        from_top = np.cumsum(self.counts[::-1])  # calls in the top 1, 2, ... bins
+        if self._from_top is None:  # once for a call's strong and medium cut-offs
+            self._from_top = np.cumsum(self.counts[::-1])
+        from_top = self._from_top
         i = int(from_top.searchsorted(k))  # the first top-(i+1) bins holding >= k calls
         b = BINS - 1 - i
         at = int(self.counts[b])
