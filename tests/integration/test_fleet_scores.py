@@ -79,7 +79,7 @@ def environment(client: Any, clock: Clock, **fleet: Any) -> Router:
         "fleet": {"hours": 2, "flush_every": 20, "flush_seconds": 30, "refresh_seconds": 60, **fleet},
         "tiers": {"pro": {"cheap": "gpt-4o-mini", "strong": "gpt-4o", "strong_share": 0.3}}})
     return Router(policy, allows=lambda tier, model: True, strategies={"fixed": Fixed()},
-                  score_store=DynamoScoreStore(client, TABLE), clock=clock)
+                  score_store=DynamoScoreStore(client, TABLE), clock=clock, rng=random.Random(0))
 
 
 def route(router: Router, score: float) -> Any:
