@@ -69,11 +69,14 @@ def synthetic_entries(month_days: Iterable[str] = ("2026-10-31", "2026-11-01", "
                         environment=["production", "staging", "development"][i % 3], department_id=department,
                         unallocated_tags=("X-Project-ID",) if project == "unallocated" else (),
                         requested_model="gpt-4o" if routed else model)
-            if retried:  # the first try was rate limited: a row of its own, nothing billed
+            if retried:  # the first try failed: a row of its own, nothing billed
+                # rate limited and retried on the same model, or (i % 6 == 4) down and fallen back from another
+                first = catalog.get(models[(i + 1) % len(models)]) if i % 6 == 4 else price
+                status = "provider_error" if i % 6 == 4 else "provider_rate_limited"
                 entries.append(LedgerEntry(
-                    request_id=call_id, ts=ts, **tags, model=model, provider=price.provider, cost_usd=ZERO,
-                    price_version=catalog.version, status="provider_rate_limited", http_status=429,
-                    error_code="provider_rate_limited", key_id=f"key-{i % 2}", tier="enterprise",
+                    request_id=call_id, ts=ts, **tags, model=first.model, provider=first.provider, cost_usd=ZERO,
+                    price_version=catalog.version, status=status, http_status=502 if i % 6 == 4 else 429,
+                    error_code=status, key_id=f"key-{i % 2}", tier="enterprise",
                     reserved_usd=Decimal("0.01"), route_strategy="cheapest-adequate" if routed else None,
                     attempt=0, parent_request_id=call_id))
             entries.append(LedgerEntry(
@@ -146,7 +149,10 @@ CALLS_OF: dict[str, Callable[[LedgerEntry], str | None]] = {  # counted as disti
     "taxed_requests": call_of,
     "routed_requests": lambda e: call_of(e) if e.route_strategy is not None else None,
 }
+# Queries whose groups count a call once, under the group of its last attempt (the model that answered).
+BY_LAST_ATTEMPT = {"monthly_bill_by_model"}
 COUNT_OF: dict[str, Callable[[LedgerEntry], int]] = {
+    "attempts": lambda e: 1,
     "input_tokens": lambda e: e.input_tokens,
     "cached_input_tokens": lambda e: e.cached_input_tokens,
     "cache_write_input_tokens": lambda e: e.cache_write_input_tokens,
@@ -161,9 +167,9 @@ SPEC: dict[str, tuple[tuple[str, ...], tuple[str, ...], Callable[[LedgerEntry], 
                                                                   "cost_usd", "tax_usd", "billed_usd"), None),
     "monthly_bill_by_user": (("department_id", "user_id"), ("requests", "input_tokens", "output_tokens",
                                                             "cost_usd", "tax_usd", "billed_usd"), None),
-    "monthly_bill_by_model": (("provider", "model"), ("requests", "input_tokens", "cached_input_tokens",
-                                                      "cache_write_input_tokens", "output_tokens", "cost_usd",
-                                                      "tax_usd", "billed_usd"), None),
+    "monthly_bill_by_model": (("provider", "model"), ("requests", "attempts", "input_tokens",
+                                                      "cached_input_tokens", "cache_write_input_tokens",
+                                                      "output_tokens", "cost_usd", "tax_usd", "billed_usd"), None),
     "monthly_bill_by_environment": (("department_id", "environment"), ("requests", "cost_usd", "tax_usd",
                                                                        "billed_usd"), None),
     "unallocated_spend": (("project_id", "user_id", "environment", "missing_tags"),
@@ -193,6 +199,12 @@ def expected(name: str, entries: Iterable[LedgerEntry], month: str) -> Expected:
     rounded: dict[tuple[Any, ...], dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     projects: dict[tuple[Any, ...], set[str]] = defaultdict(set)
     calls: dict[tuple[tuple[Any, ...], str], set[str]] = defaultdict(set)
+    last_try: dict[str, LedgerEntry] = {}  # call -> its last attempt
+    for entry in entries:
+        if month_of(entry) == month:
+            known = last_try.get(call_of(entry))
+            if known is None or entry.attempt > known.attempt:
+                last_try[call_of(entry)] = entry
     for entry in entries:
         if month_of(entry) != month or (keep is not None and not keep(entry)):
             continue
@@ -204,7 +216,8 @@ def expected(name: str, entries: Iterable[LedgerEntry], month: str) -> Expected:
                 rounded[key][m] += ROUNDED_OF[m](entry)
             elif m in COUNT_OF:
                 row[m] += COUNT_OF[m](entry)
-            elif m in CALLS_OF and (call := CALLS_OF[m](entry)) is not None:
+            elif (m in CALLS_OF and (call := CALLS_OF[m](entry)) is not None
+                  and (name not in BY_LAST_ATTEMPT or last_try[call] is entry)):
                 calls[key, m].add(call)
         projects[key].add(entry.project_id)
     for key, row in rows.items():
