@@ -52,9 +52,10 @@ def test_chunks_arrive_before_the_provider_finishes_and_the_ledger_matches_the_t
         chunks.append(chunk)
     total = arrivals[-1]
     first_content = next(t for t, c in zip(arrivals, chunks, strict=True) if c.choices and c.choices[0].delta.content)
-    # 16 chunks 120 ms apart: the provider needs ~1.9 s; the first words are here long before that.
+    # 16 chunks 120 ms apart: the provider needs ~1.9 s; the first words are here long before it finishes. Measured
+    # back from the end, so time spent before the stream starts (admission on a loaded machine) shifts both.
     assert total >= 1.5
-    assert first_content < total / 3, (first_content, total)
+    assert first_content < total - 1.0, (first_content, total)
     text = delivered_text(chunks)
     [usage] = [c.usage for c in chunks if c.usage is not None]
     row = running_stack.wait_for_ledger_row(request_id)
