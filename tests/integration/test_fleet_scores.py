@@ -14,24 +14,11 @@ from finops.routing import Router, RoutingPolicy
 from finops.routing.fleet_scores import BINS_PER_WRITE, FleetScores, hour_of
 from finops.routing.score_store import PREFIX, DynamoScoreStore
 from finops.routing.share_control import Cut, RecentScores, ScoreHistogram, bin_of
-from finops.routing.strategies import Cutoffs, Strategy
 from moto import mock_aws
+from written_scores import Fixed
 
 TABLE = "fleet-scores-it"
 T0 = 1_796_000_000.0  # 2026-11-30T00:53:20Z; any fixed instant
-
-
-class Fixed(Strategy):
-    """Scores every prompt with the number written in it."""
-
-    name = "fixed"
-
-    def score(self, text: str) -> float:
-        return float(text)
-
-    def cutoffs(self, strong_share: float | None = None, medium_share: float = 0.0,
-                target_pgr: float | None = None) -> Cutoffs:
-        return Cutoffs(strong=0.5, medium=0.5)  # the "validation" cut-off: 50 % strong on uniform scores
 
 
 class Clock:
@@ -78,7 +65,7 @@ def environment(client: Any, clock: Clock, **fleet: Any) -> Router:
         "default_strategy": "fixed", "adaptive_window": 500, "adaptive_min_samples": 100, "default_tier": "pro",
         "fleet": {"hours": 2, "flush_every": 20, "flush_seconds": 30, "refresh_seconds": 60, **fleet},
         "tiers": {"pro": {"cheap": "gpt-4o-mini", "strong": "gpt-4o", "strong_share": 0.3}}})
-    return Router(policy, allows=lambda tier, model: True, strategies={"fixed": Fixed()},
+    return Router(policy, allows=lambda tier, model: True, strategies={"fixed": Fixed(strong=0.5, medium=0.5)},
                   score_store=DynamoScoreStore(client, TABLE), clock=clock, rng=random.Random(0))
 
 

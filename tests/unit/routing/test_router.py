@@ -8,7 +8,7 @@ import random
 import pytest
 from finops.routing import RouteDecision, Router, RoutingPolicy, load_routing_policy
 from finops.routing.share_control import BINS, Cut, RecentScores
-from finops.routing.strategies import Cutoffs, Strategy
+from written_scores import Fixed
 
 ALLOWED = {
     "free": {"gpt-4o-mini", "gpt-3.5-turbo", "llama-3.1-8b-instant"},
@@ -17,19 +17,6 @@ ALLOWED = {
     "strict": {"gpt-4o-mini"},
 }
 ALIASES = {"gpt-4o-2024-08-06": "gpt-4o"}
-
-
-class Fixed(Strategy):
-    """Scores every prompt with the number written in it (tests choose the class exactly)."""
-
-    name = "fixed"
-
-    def score(self, text: str) -> float:
-        return float(text)
-
-    def cutoffs(self, strong_share: float | None = None, medium_share: float = 0.0,
-                target_pgr: float | None = None) -> Cutoffs:
-        return Cutoffs(strong=0.7, medium=0.4)
 
 
 POLICY = RoutingPolicy.model_validate({
