@@ -25,7 +25,13 @@ def pk_of(key: str, hour: str) -> str:
 
 
 def _attr(b: int) -> str:
+    """The attribute counting bin ``b``: ``b0000`` .. ``b0999``."""
     return f"b{b:04d}"
+
+
+def _bin(attr: str) -> int | None:
+    """The bin an attribute counts (``_attr``'s inverse), None for any other attribute."""
+    return int(attr[1:]) if len(attr) == 5 and attr[0] == "b" and attr[1:].isdigit() else None
 
 
 class DynamoScoreStore:
@@ -57,8 +63,8 @@ class DynamoScoreStore:
             answer = self.client.batch_get_item(RequestItems=request)
             for item in answer.get("Responses", {}).get(self.table, []):
                 for attr, value in item.items():
-                    if len(attr) == 5 and attr[0] == "b" and attr[1:].isdigit():
-                        counts[int(attr[1:])] += int(value["N"])
+                    if (b := _bin(attr)) is not None:
+                        counts[b] += int(value["N"])
             request = answer.get("UnprocessedKeys") or {}
             if not request:
                 break
