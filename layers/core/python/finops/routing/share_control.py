@@ -16,7 +16,6 @@ quantile is its own score, and every call would go to the strong model whatever 
 
 from __future__ import annotations
 
-import bisect
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -70,43 +69,9 @@ class AdaptiveCutoffs:
         return "medium" if self.medium.reaches(score, draw) else "cheap"
 
 
-class RecentScores:
-    """The bins of the last ``window`` scores, in arrival order and sorted."""
-
-    def __init__(self, window: int) -> None:
-        if window < 1:
-            raise ValueError("window must be >= 1")
-        self._window = window
-        self._order: deque[int] = deque()  # arrival order, for eviction
-        self._sorted: list[int] = []  # the same bins, ascending
-
-    def __len__(self) -> int:
-        return len(self._sorted)
-
-    def add(self, score: float) -> None:
-        if len(self._order) == self._window:
-            old = self._order.popleft()
-            del self._sorted[bisect.bisect_left(self._sorted, old)]
-        b = bin_of(score)
-        self._order.append(b)
-        bisect.insort(self._sorted, b)
-
-    def cut_for_share(self, share: float) -> Cut:
-        """The cut sending about ``share`` of the recent calls up. Empty windows have no opinion: ``ValueError``."""
-        n = len(self._sorted)
-        if n == 0:
-            raise ValueError("no recent scores")
-        k = round(min(1.0, max(0.0, share)) * n)  # how many of the recent calls should have gone up
-        edge = _edge(k, n)
-        if edge is not None:
-            return edge
-        b = self._sorted[n - k]
-        first, past = bisect.bisect_left(self._sorted, b), bisect.bisect_right(self._sorted, b)
-        return Cut(b, (k - (n - past)) / (past - first))  # the calls still owed, over those tied in bin b
-
-
 class ScoreHistogram:
-    """Counts of scores per bin (the fleet's, ``fleet_scores``); ``cut_for_share`` as ``RecentScores``'s."""
+    """Counts of scores per bin: this environment's last calls (``RecentScores``) or the fleet's
+    (``fleet_scores``)."""
 
     def __init__(self, counts: Mapping[int, int] | None = None) -> None:
         """``counts``: bin -> count; bins outside 0 .. BINS-1 and negative counts (not what the store writes)
@@ -127,7 +92,14 @@ class ScoreHistogram:
         self.total += 1
         self._from_top = None
 
+    def remove(self, b: int) -> None:
+        """Uncount one score of bin ``b`` (one that was counted)."""
+        self.counts[b] -= 1
+        self.total -= 1
+        self._from_top = None
+
     def cut_for_share(self, share: float) -> Cut:
+        """The cut sending about ``share`` of the counted calls up. No scores, no opinion: ``ValueError``."""
         n = self.total
         if n == 0:
             raise ValueError("no scores")
@@ -142,3 +114,27 @@ class ScoreHistogram:
         b = BINS - 1 - i
         at = int(self.counts[b])
         return Cut(b, (k - (int(from_top[i]) - at)) / at)
+
+
+class RecentScores:
+    """The scores of the last ``window`` calls (this execution environment's), as a ``ScoreHistogram``."""
+
+    def __init__(self, window: int) -> None:
+        if window < 1:
+            raise ValueError("window must be >= 1")
+        self._window = window
+        self._order: deque[int] = deque()  # the bins in arrival order, for eviction
+        self._histogram = ScoreHistogram()
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def add(self, score: float) -> None:
+        if len(self._order) == self._window:
+            self._histogram.remove(self._order.popleft())
+        b = bin_of(score)
+        self._order.append(b)
+        self._histogram.add(b)
+
+    def cut_for_share(self, share: float) -> Cut:
+        return self._histogram.cut_for_share(share)
