@@ -199,11 +199,11 @@ def expected(name: str, entries: Iterable[LedgerEntry], month: str) -> Expected:
     rounded: dict[tuple[Any, ...], dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     projects: dict[tuple[Any, ...], set[str]] = defaultdict(set)
     calls: dict[tuple[tuple[Any, ...], str], set[str]] = defaultdict(set)
-    last_try: dict[str, LedgerEntry] = {}  # call -> its last attempt
+    last_try: dict[str, LedgerEntry] = {}  # call -> its last attempt, ordered as the SQL orders them
     for entry in entries:
         if month_of(entry) == month:
             known = last_try.get(call_of(entry))
-            if known is None or entry.attempt > known.attempt:
+            if known is None or (entry.attempt, entry.request_id) > (known.attempt, known.request_id):
                 last_try[call_of(entry)] = entry
     for entry in entries:
         if month_of(entry) != month or (keep is not None and not keep(entry)):
